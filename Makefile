@@ -1,0 +1,46 @@
+# twostage: the two set-up commands of the README, plus developer helpers.
+#   make run    create .venv, install twostage with Snakemake, run the default study
+#   make test   same .venv, run the test suite
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(CURDIR)/$(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+export PATH := $(BIN):$(PATH)
+
+.PHONY: run test lint figures clean help
+
+help:
+	@echo "make run    - install into $(VENV) and run the default study (config/config.yaml)"
+	@echo "make test   - install into $(VENV) and run the test suite"
+	@echo "make lint   - ruff and snakemake --lint"
+	@echo "make figures - redraw figures from results/*/{risk,theory}.nc only"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "error: twostage needs Python >= 3.11; '$(PYTHON)' is older (set PYTHON=...)"; exit 1; }
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing python3-venv (Debian)"; apt-get update -qq && apt-get install -y -qq python3-venv; \
+	  else echo "error: '$(PYTHON) -m venv' is unavailable: install python3-venv"; exit 1; fi; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,hpc]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/snakemake --cores all
+	@echo; echo "Figures:"; ls -1 results/*/figures/*.png; echo "Tables:"; ls -1 results/*/summary.csv
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+figures: $(STAMP)
+	$(BIN)/snakemake figures --cores all
+
+lint: $(STAMP)
+	$(BIN)/ruff check src scripts tests
+	$(BIN)/snakemake --lint
+
+clean:
+	rm -rf results .snakemake

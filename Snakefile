@@ -1,0 +1,27 @@
+# twostage: simulation studies of two-stage (pre-training + fine-tuning) M-estimation.
+#
+#   snakemake                      # the embedded default study (config/config.yaml)
+#   snakemake --configfile config/paper.yaml
+#   snakemake figures              # redraw figures from results/*/{risk,theory}.nc only
+#
+# Stages (one script each in scripts/, all netCDF in and out):
+#   simulate -> pretrain -> align -> downstream -> risk (+ theory) -> figures
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/simulate.smk"
+include: "workflow/rules/pretrain.smk"
+include: "workflow/rules/align.smk"
+include: "workflow/rules/downstream.smk"
+include: "workflow/rules/theory.smk"
+include: "workflow/rules/risk.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.figures.input,

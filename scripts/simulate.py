@@ -1,0 +1,35 @@
+#!/usr/bin/env python
+"""Stage 1 of the pipeline: a point's population truth and, per replicate, the
+pre-training data and the downstream design (raw samples or exact sufficient statistics)."""
+
+from __future__ import annotations
+
+from twostage import cli
+
+
+def main(argv=None) -> None:
+    p = cli.parser("simulate.py", __doc__)
+    cli.add_point_args(p)
+    p.add_argument("--replicates", help="replicate range START:STOP (default: all of the point's)")
+    p.add_argument("--out", type=cli.nc_path, required=True, help="output netCDF file")
+    args = p.parse_args(argv)
+    from twostage import io, stages
+    from twostage.errors import ConfigError
+
+    point = cli.resolve_point(args)
+    start, stop = 0, point.replicates
+    if args.replicates:
+        try:
+            start, stop = (int(x) for x in args.replicates.split(":"))
+        except ValueError:
+            raise ConfigError(f"--replicates must be START:STOP; got {args.replicates!r}") from None
+        if not 0 <= start < stop <= point.replicates:
+            raise ConfigError(
+                f"--replicates {args.replicates} must satisfy "
+                f"0 <= START < STOP <= {point.replicates}"
+            )
+    io.write_dataset(stages.simulate(point, start, stop), args.out, "simulate")
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,73 @@
+"""The protocol every case study implements, batched over replicates.
+
+Arrays carry the replicate axis first. Variables are returned as ``{name: (dims, array,
+attrs)}`` so that the stage code can build datasets without knowing the case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+Variables = dict[str, tuple[tuple[str, ...], np.ndarray, dict[str, str]]]
+
+
+class CaseStudy:
+    """Interface of a case study (see ``design.md``). All methods are class methods."""
+
+    name: ClassVar[str]
+    #: the symmetry group acting on representations
+    group: ClassVar[Any]
+
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any], prefix: str = "params") -> None:
+        """Cross-key checks the schema cannot express; raise ConfigError naming the key."""
+
+    @classmethod
+    def truth(cls, params: Mapping[str, Any], rng: np.random.Generator) -> Variables:
+        """Population parameters of a point (its ground truth)."""
+        raise NotImplementedError
+
+    @classmethod
+    def sample(
+        cls,
+        truth: Mapping[str, np.ndarray],
+        size: int,
+        rngs: Sequence[np.random.Generator],
+        role: str,
+        sampling: str,
+    ) -> Variables:
+        """Pre-training (``role='pretrain'``, size m) or downstream (``'downstream'``, size n)
+        data for each replicate, raw or as exact draws of sufficient statistics."""
+        raise NotImplementedError
+
+    @classmethod
+    def pretrain(cls, truth: Mapping[str, np.ndarray], data: Mapping[str, np.ndarray]) -> Variables:
+        """The stage-1 M-estimator: ``representation`` and ``descriptor`` per replicate."""
+        raise NotImplementedError
+
+    @classmethod
+    def align(
+        cls, truth: Mapping[str, np.ndarray], est: Mapping[str, np.ndarray], m: int
+    ) -> Variables:
+        """Orbit alignment of the representative to the truth (diagnostics only)."""
+        raise NotImplementedError
+
+    @classmethod
+    def downstream(
+        cls,
+        truth: Mapping[str, np.ndarray],
+        representation: np.ndarray,
+        design: Mapping[str, np.ndarray],
+        n: int,
+    ) -> Variables:
+        """Min-norm OLS and the exact conditional risk decomposition (Prop. B.1):
+        ``coef``, ``rep``, ``leak``, ``var`` (unscaled) and ``d_eff_n`` per replicate."""
+        raise NotImplementedError
+
+    @classmethod
+    def limit(cls, truth: Mapping[str, np.ndarray]) -> Variables:
+        """Theory: weights of ``||L(Z)||^2`` (numerical), closed forms, sigma^2, d_eff."""
+        raise NotImplementedError

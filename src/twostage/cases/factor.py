@@ -1,0 +1,338 @@
+"""Factor model with probabilistic-PCA pre-training (paper section 6.2, Appendix I).
+
+Model: ``x = A h + mu`` with ``h ~ N(0, I_k)``, ``mu ~ N(0, I_d)``, so
+``x ~ N(0, Sigma_x)``, ``Sigma_x = I + A A^T``; downstream ``y = beta^T h + nu``,
+``nu ~ N(0, sigma_nu2)``, so ``f*(x) = w*^T x`` with ``w* = Sigma_x^{-1} A beta`` and
+noise variance ``sigma^2 = sigma_nu2 + beta^T (I_k + A^T A)^{-1} beta`` (the paper prints
+``(I_d + A A^T)^{-1}``, a dimension typo; see paper.md 4.2).
+
+Pre-training: PPCA in closed form (Lemma I.1, Tipping & Bishop 1999) from the uncentred
+sample covariance ``S_m``: ``M_hat = U_k diag((lambda_k - 1)_+) U_k^T``, representative
+``A_hat = U_k diag((lambda_k - 1)_+)^{1/2}``. Features ``phi(x) = F x`` with
+``F = A_hat^T (I + M_hat)^{-1}``; the symmetry is ``A -> A Q``, ``Q in O(k)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy import stats
+
+from ..errors import ConfigError
+from ..groups import OrthogonalGroup, random_orthogonal
+from ..limits import directional_derivatives, gchisq_weights, gram, sandwich
+from ..linalg import eigh_descending, pinv_psd, psd_sqrt, sym
+from ..manifolds import FixedRankPSD
+from ._base import CaseStudy, Variables
+
+F, C, F_ = "feature", "component", "feature_"
+
+
+def _pad(w: np.ndarray, size: int) -> np.ndarray:
+    out = np.zeros(size)
+    out[: len(w)] = np.sort(w)[::-1]
+    return out
+
+
+def features(rep: np.ndarray) -> np.ndarray:
+    """Feature matrices ``F = A^T (I + A A^T)^{-1}``, shape (..., k, d), from
+    representatives of shape (..., d, k)."""
+    d = rep.shape[-2]
+    m = rep @ np.swapaxes(rep, -1, -2)
+    return np.swapaxes(np.linalg.solve(np.eye(d) + m, rep), -1, -2)
+
+
+def population_residual(
+    truth: Mapping[str, np.ndarray], feat: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Population least-squares fit of f* on the features ``F x``.
+
+    Returns
+    -------
+    residual : ndarray of shape (..., d), coefficients r of ``e(x) = r^T x = f*(x) - (Pi f*)(x)``
+    sigma : ndarray of shape (..., k, k), ``Sigma(Omega) = F Sigma_x F^T``
+    sigma_pinv : ndarray of shape (..., k, k)
+    theta : ndarray of shape (..., k), population coefficients ``Sigma^+ F Sigma_x w*``
+    """
+    sx, w = truth["Sigma_x"], truth["w_star"]
+    sigma = sym(feat @ sx @ np.swapaxes(feat, -1, -2))
+    sigma_pinv, _ = pinv_psd(sigma)
+    theta = (sigma_pinv @ (feat @ (sx @ w))[..., None])[..., 0]
+    residual = w - (np.swapaxes(feat, -1, -2) @ theta[..., None])[..., 0]
+    return residual, sigma, sigma_pinv, theta
+
+
+class FactorModel(CaseStudy):
+    """Factor model / probabilistic PCA case study."""
+
+    name: ClassVar[str] = "factor"
+    group: ClassVar[Any] = OrthogonalGroup
+
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any], prefix: str = "params") -> None:
+        d, k = params["d"], params["k"]
+        if k >= d:
+            raise ConfigError(f"invalid config key '{prefix}.k': expected k < d = {d}; got {k}")
+        if len(params["factor_strengths"]) != k:
+            raise ConfigError(
+                f"invalid config key '{prefix}.factor_strengths': expected k = {k} values; "
+                f"got {len(params['factor_strengths'])}"
+            )
+        beta = params.get("beta")
+        if beta is not None and len(beta) != k:
+            raise ConfigError(
+                f"invalid config key '{prefix}.beta': expected k = {k} values or null; "
+                f"got {len(beta)}"
+            )
+
+    # ------------------------------------------------------------------ truth and data
+    @classmethod
+    def truth(cls, params: Mapping[str, Any], rng: np.random.Generator) -> Variables:
+        d, k = int(params["d"]), int(params["k"])
+        strengths = np.asarray(params["factor_strengths"], dtype=float)
+        if params["loadings"] == "random":
+            u1 = stats.ortho_group.rvs(d, random_state=rng)[:, :k] if d > 1 else np.eye(1)
+            v = random_orthogonal(k, rng)
+        else:
+            u1, v = np.eye(d)[:, :k], np.eye(k)
+        a = (u1 * np.sqrt(strengths)) @ v.T
+        beta = (
+            np.full(k, 1.0 / np.sqrt(k))
+            if params.get("beta") is None
+            else np.asarray(params["beta"], dtype=float)
+        )
+        sigma_x = np.eye(d) + a @ a.T
+        w_star = np.linalg.solve(sigma_x, a @ beta)
+        sigma2 = float(params["sigma_nu2"]) + float(
+            beta @ np.linalg.solve(np.eye(k) + a.T @ a, beta)
+        )
+        return {
+            "A": ((F, C), a, {"long_name": "true loadings A* (d x k)"}),
+            "U1": ((F, C), u1, {"long_name": "eigenvectors of A* A*^T (factor order)"}),
+            "factor_strengths": ((C,), strengths, {"long_name": "eigenvalues of A* A*^T"}),
+            "beta": ((C,), beta, {"long_name": "downstream coefficients beta*"}),
+            "Sigma_x": ((F, F_), sigma_x, {"long_name": "covariance of x: I + A* A*^T"}),
+            "M_star": ((F, F_), a @ a.T, {"long_name": "true descriptor M* = A* A*^T"}),
+            "w_star": ((F,), w_star, {"long_name": "regression function f*(x) = w*^T x"}),
+            "sigma2": ((), np.float64(sigma2), {"long_name": "downstream noise variance"}),
+        }
+
+    @classmethod
+    def sample(
+        cls,
+        truth: Mapping[str, np.ndarray],
+        size: int,
+        rngs: Sequence[np.random.Generator],
+        role: str,
+        sampling: str,
+    ) -> Variables:
+        if role not in ("pretrain", "downstream"):
+            raise ValueError(f"role must be 'pretrain' or 'downstream'; got {role!r}")
+        a, sigma_x = truth["A"], truth["Sigma_x"]
+        d, k = a.shape
+        tag = "pre" if role == "pretrain" else "down"
+        what = "pre-training" if role == "pretrain" else "downstream design"
+        if sampling == "raw":
+            x = np.empty((len(rngs), size, d))
+            for i, rng in enumerate(rngs):
+                h = rng.standard_normal((size, k))
+                x[i] = h @ a.T + rng.standard_normal((size, d))
+            dim = "sample_pre" if role == "pretrain" else "sample"
+            return {f"x_{tag}": (("replicate", dim, F), x, {"long_name": f"{what} samples"})}
+        if sampling != "sufficient":
+            raise ValueError(f"sampling must be 'sufficient' or 'raw'; got {sampling!r}")
+        s = np.empty((len(rngs), d, d))
+        if size >= d:  # Bartlett decomposition (scipy), exact W_d(Sigma_x, size) / size
+            wishart = stats.wishart(df=size, scale=sigma_x)
+            for i, rng in enumerate(rngs):
+                s[i] = wishart.rvs(random_state=rng) / size
+        else:  # singular Wishart: draw the size < d Gaussian rows themselves
+            chol = np.linalg.cholesky(sigma_x)
+            for i, rng in enumerate(rngs):
+                z = rng.standard_normal((size, d)) @ chol.T
+                s[i] = z.T @ z / size
+        return {
+            f"S_{tag}": (
+                ("replicate", F, F_),
+                s,
+                {"long_name": f"{what} uncentred sample covariance (exact Wishart draw)"},
+            )
+        }
+
+    @staticmethod
+    def _covariance(data: Mapping[str, np.ndarray], tag: str) -> np.ndarray:
+        if f"S_{tag}" in data:
+            return data[f"S_{tag}"]
+        x = data[f"x_{tag}"]
+        return np.swapaxes(x, -1, -2) @ x / x.shape[-2]
+
+    # ------------------------------------------------------------------ estimators
+    @classmethod
+    def pretrain(cls, truth: Mapping[str, np.ndarray], data: Mapping[str, np.ndarray]) -> Variables:
+        k = truth["A"].shape[1]
+        lam, vec = eigh_descending(cls._covariance(data, "pre"))
+        lam, u = lam[:, :k], vec[:, :, :k]
+        scale = np.clip(lam - 1.0, 0.0, None)
+        rep = u * np.sqrt(scale)[:, None, :]
+        return {
+            "representation": (
+                ("replicate", F, C),
+                rep,
+                {"long_name": "PPCA representative A_hat = U_k diag(lambda_k - 1)_+^(1/2)"},
+            ),
+            "descriptor": (
+                ("replicate", F, F_),
+                rep @ np.swapaxes(rep, -1, -2),
+                {"long_name": "orbit-invariant descriptor M_hat = A_hat A_hat^T"},
+            ),
+            "eigenvalues": (("replicate", C), lam, {"long_name": "top-k eigenvalues of S_m"}),
+            "eigenvectors": (("replicate", F, C), u, {"long_name": "top-k eigenvectors of S_m"}),
+            "n_active": (
+                ("replicate",),
+                (lam > 1.0).sum(axis=1).astype(np.int64),
+                {"long_name": "number of eigenvalues of S_m above 1 (nonzero PPCA factors)"},
+            ),
+        }
+
+    @classmethod
+    def align(
+        cls, truth: Mapping[str, np.ndarray], est: Mapping[str, np.ndarray], m: int
+    ) -> Variables:
+        aligned, g, dist = OrthogonalGroup.align(est["representation"], truth["A"])
+        u_aligned, _, u_dist = OrthogonalGroup.align(est["eigenvectors"], truth["U1"])
+        m_err = est["descriptor"] - truth["M_star"]
+        return {
+            "representation_aligned": (
+                ("replicate", F, C),
+                aligned,
+                {"long_name": "representative aligned to A* by O(k) Procrustes"},
+            ),
+            "group_element": (
+                ("replicate", C, "component_"),
+                g,
+                {"long_name": "Q in O(k) with representation_aligned = representation Q"},
+            ),
+            "alignment_distance": (
+                ("replicate",),
+                dist,
+                {"long_name": "||A_hat Q - A*||_F after alignment"},
+            ),
+            "eigvec_error": (
+                ("replicate",),
+                m * u_dist**2,
+                {"long_name": "m ||U_hat Q - U1||_F^2 (Procrustes-aligned eigenvectors)"},
+            ),
+            "descriptor_distance": (
+                ("replicate",),
+                np.linalg.norm(m_err, axis=(-2, -1)),
+                {"long_name": "||M_hat - M*||_F (orbit-invariant)"},
+            ),
+        }
+
+    @classmethod
+    def downstream(
+        cls,
+        truth: Mapping[str, np.ndarray],
+        representation: np.ndarray,
+        design: Mapping[str, np.ndarray],
+        n: int,
+    ) -> Variables:
+        s_n = cls._covariance(design, "down")
+        feat = features(representation)
+        residual, sigma, _, theta = population_residual(truth, feat)
+        rep = np.einsum("ri,ij,rj->r", residual, truth["Sigma_x"], residual)
+        sigma_n = sym(feat @ s_n @ np.swapaxes(feat, -1, -2))
+        sigma_n_pinv, rank_n = pinv_psd(sigma_n)
+        theta_e = (sigma_n_pinv @ feat @ s_n @ residual[..., None])[..., 0]
+        leak = np.einsum("ri,rij,rj->r", theta_e, sigma, theta_e)
+        var = float(truth["sigma2"]) / n * np.einsum("rij,rji->r", sigma, sigma_n_pinv)
+        return {
+            "coef": (
+                ("replicate", C),
+                theta + theta_e,
+                {"long_name": "min-norm OLS coefficient averaged over label noise"},
+            ),
+            "rep": (("replicate",), rep, {"long_name": "representation error Rep(Omega_hat)"}),
+            "leak": (("replicate",), leak, {"long_name": "leakage term Leak_n(Omega_hat)"}),
+            "var": (
+                ("replicate",),
+                var,
+                {"long_name": "variance term sigma^2 tr(Sigma Sigma_n^+)/n"},
+            ),
+            "d_eff_n": (("replicate",), rank_n.astype(np.int64), {"long_name": "rank Sigma_n"}),
+        }
+
+    # ------------------------------------------------------------------ theory
+    @classmethod
+    def limit(cls, truth: Mapping[str, np.ndarray]) -> Variables:
+        sigma_x, m_star = truth["Sigma_x"], truth["M_star"]
+        d, k = truth["A"].shape
+        geo = FixedRankPSD(m_star, k)
+        basis = geo.tangent_basis()
+        eye = np.eye(d)
+        a_inv = np.linalg.inv(eye + m_star)
+        # Population PPCA loss L(M) = 1/2 [log det(I + M) + tr(Sigma_x (I + M)^{-1})]:
+        egrad = 0.5 * (a_inv - a_inv @ sigma_x @ a_inv)
+
+        def ehess(h: np.ndarray) -> np.ndarray:
+            aha = a_inv @ h @ a_inv
+            return 0.5 * (-aha + aha @ sigma_x @ a_inv + a_inv @ sigma_x @ aha)
+
+        hess = geo.riemannian_hessian(egrad, ehess)
+        # Score <grad l(M*; x), H> = 1/2 [tr(S^-1 H) - x^T S^-1 H S^-1 x]; for Gaussian x,
+        # Cov(x^T B1 x, x^T B2 x) = 2 tr(B1 S B2 S), hence Cov = 1/2 tr(S^-1 H1 S^-1 H2).
+        s_inv = np.linalg.inv(sigma_x)
+        whitened = s_inv @ basis  # (q, d, d): S^-1 H
+        score_cov = 0.5 * np.einsum("iab,jba->ij", whitened, whitened)
+        v = sandwich(hess, score_cov)
+        root = psd_sqrt(sigma_x)
+
+        def residual_coords(m: np.ndarray) -> np.ndarray:
+            r = population_residual(truth, features(geo.section(m)))[0]
+            return root @ r  # isometric: ||root r||^2 = r^T Sigma_x r = ||e||^2_{L2}
+
+        step = 1e-3 * float(geo.eigenvalues.min())
+        jac = directional_derivatives(residual_coords, basis, geo.retract, step)
+        g_l = gram(jac)
+        weights = gchisq_weights(v, g_l)
+        q = geo.dim
+
+        # Closed forms of Corollary 6.4: c * chi2_{d-k}; printed vs corrected (paper.md 4.2.C)
+        strengths = truth["factor_strengths"]
+        a_vec = truth["U1"].T @ truth["A"] @ truth["beta"]
+        c_printed = float(np.sum(a_vec**2 / (1.0 + strengths)))
+        c_corrected = float(np.sum(a_vec**2 / (strengths**2 * (1.0 + strengths))))
+        # Anderson's PCA CLT: m ||U_hat Q - U1||^2 -> sum_i (1 + s_i)/s_i^2 chi2_{d-k}
+        eig_w = np.repeat((1.0 + strengths) / strengths**2, d - k)
+        t, tt = ("tangent", "tangent_")
+        return {
+            "limit_weights": (
+                ("term",),
+                _pad(weights, q),
+                {"long_name": "weights nu of ||L(Z)||^2 = sum nu chi2_1 (numerical)"},
+            ),
+            "closed_form_printed": (
+                ("term",),
+                _pad(np.full(d - k, c_printed), q),
+                {"long_name": "weights of the paper's printed Corollary 6.4"},
+            ),
+            "closed_form_corrected": (
+                ("term",),
+                _pad(np.full(d - k, c_corrected), q),
+                {"long_name": "weights of the corrected Corollary 6.4 (paper.md 4.2.C)"},
+            ),
+            "law_eigvec_error": (
+                ("term",),
+                _pad(eig_w, q),
+                {"long_name": "limit weights of m ||U_hat Q - U1||_F^2 (Anderson 1963)"},
+            ),
+            "V": ((t, tt), v, {"long_name": "covariance of the tangent-space CLT"}),
+            "hessian": ((t, tt), hess, {"long_name": "Riemannian Hessian of L_pre at M*"}),
+            "score_cov": ((t, tt), score_cov, {"long_name": "covariance of the Riemannian score"}),
+            "G_L": ((t, tt), g_l, {"long_name": "Gram matrix of the residual map L"}),
+            "sigma2": ((), np.float64(truth["sigma2"]), {"long_name": "noise variance"}),
+            "d_eff": ((), np.int64(k), {"long_name": "effective dimension d_eff = k"}),
+            "d_base": ((), np.int64(d), {"long_name": "downstream-only dimension d_base = d"}),
+        }

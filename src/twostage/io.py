@@ -1,0 +1,129 @@
+"""Dataset input/output: provenance attributes, atomic writes, stage contract checks."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from ._version import __version__
+from .errors import InputFileError
+
+ENGINE = "h5netcdf"
+COMPRESSION = {"zlib": True, "complevel": 4, "shuffle": True}
+STAGES = ("simulate", "pretrain", "align", "downstream", "theory", "risk", "theory_summary")
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str:
+    """The commit of the twostage source tree, or '' when unknown (installed from a wheel)."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def provenance(stage: str) -> dict[str, str]:
+    """Attributes every output carries besides the study-specific ones."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
+    return {
+        "twostage_version": __version__,
+        "stage": stage,
+        "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "git_commit": git_commit(),
+        "Conventions": "CF-1.10",
+    }
+
+
+def _encoding(ds: xr.Dataset) -> dict[str, dict]:
+    enc = {}
+    for name, var in ds.variables.items():
+        if var.ndim > 0 and var.dtype.kind in "fiub":
+            enc[name] = dict(COMPRESSION)
+    return enc
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):  # noqa: ANN201
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success only."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_dataset(ds: xr.Dataset, path: str | os.PathLike, stage: str) -> Path:
+    """Write ``ds`` to ``path`` atomically, with provenance attributes.
+
+    The data go to a temporary file in the same directory, which is renamed onto ``path``
+    only once complete, so a killed job never leaves a file that looks valid.
+    """
+    path = Path(path)
+    out = ds.copy()
+    out.attrs = {**ds.attrs, **provenance(stage)}
+    with atomic_path(path) as tmp:
+        out.to_netcdf(tmp, engine=ENGINE, encoding=_encoding(out))
+    return path
+
+
+def read_dataset(path: str | os.PathLike, stage: str | Iterable[str] | None = None) -> xr.Dataset:
+    """Read a stage output fully into memory and check that it is the expected stage's.
+
+    Raises
+    ------
+    InputFileError
+        If the file is missing, is not a readable netCDF file, or is another stage's output.
+    """
+    path = Path(path)
+    expected = (stage,) if isinstance(stage, str) else tuple(stage or ())
+    if not path.is_file():
+        raise InputFileError(f"input file {path} does not exist")
+    try:
+        with xr.open_dataset(path, engine=ENGINE) as ds:
+            ds = ds.load()
+    except Exception as exc:  # h5py/xarray raise many types for a corrupt file
+        raise InputFileError(
+            f"input file {path} is not a readable netCDF dataset (truncated or corrupt?): "
+            f"{type(exc).__name__}"
+        ) from exc
+    got = ds.attrs.get("stage")
+    if expected and got not in expected:
+        want = " or ".join(repr(s) for s in expected)
+        raise InputFileError(f"input file {path} is a {got!r} file; expected a {want} file")
+    return ds
+
+
+def json_attr(ds: xr.Dataset, key: str) -> str:
+    """A JSON-string attribute that must be present (raises InputFileError otherwise)."""
+    value = ds.attrs.get(key)
+    if not isinstance(value, str):
+        raise InputFileError(f"dataset lacks the {key!r} attribute written by twostage")
+    return value
+
+
+def as_float64(ds: xr.Dataset) -> xr.Dataset:
+    """Cast floating variables to float64 (Monte Carlo results are stored in double)."""
+    return ds.map(lambda v: v.astype(np.float64) if v.dtype.kind == "f" else v, keep_attrs=True)

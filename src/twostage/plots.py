@@ -1,0 +1,237 @@
+"""Figures drawn from the aggregated results only (``risk.nc`` and ``theory.nc``).
+
+* ``cdf``: empirical CDFs of the total, pre-training and variance terms at a few n against
+  their limits (the paper's Fig. 3 style);
+* ``convergence``: KS distances of the total and pre-training terms and p_var against n,
+  with error bars (Fig. 4 style);
+* ``closed_forms``: m Rep against the numerical limit and the case's closed forms (printed
+  and corrected), in law and in mean;
+* ``diagnostics``: parameter-level laws of aligned representatives (e.g. Anderson's PCA
+  CLT) and the orbit-invariance check.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+import xarray as xr  # noqa: E402
+
+from .gchisq import GeneralizedChiSquare  # noqa: E402
+
+FIGURES = ("cdf", "convergence", "closed_forms", "diagnostics")
+TERMS = (
+    ("scaled_excess_risk", "total  n(R - σ²)"),
+    ("n_rep", "pre-training  n·Rep"),
+    ("n_var", "variance  n·Var"),
+)
+
+
+def _laws(th: xr.Dataset, i: int) -> dict[str, GeneralizedChiSquare | float]:
+    w = th["limit_weights"].values[i]
+    a = float(th["alpha_eff"].values[i])
+    offset = float(th["sigma2"].values[i] * th["d_eff"].values[i])
+    return {
+        "scaled_excess_risk": GeneralizedChiSquare(w / a, offset=offset),
+        "n_rep": GeneralizedChiSquare(w / a),
+        "n_var": offset,
+    }
+
+
+def _pick(values: np.ndarray, k: int) -> list[int]:
+    """Indices of at most k values spread evenly (in log scale) over a sorted array."""
+    if len(values) <= k:
+        return list(range(len(values)))
+    return sorted({int(round(x)) for x in np.linspace(0, len(values) - 1, k)})
+
+
+def _grid_x(sample: np.ndarray) -> np.ndarray:
+    lo, hi = np.quantile(sample, [0.0, 0.995])
+    return np.linspace(max(lo - 0.1 * (hi - lo), 0.0), hi + 0.1 * (hi - lo), 300)
+
+
+def cdf_figure(risk: xr.Dataset, th: xr.Dataset, max_panels: int = 4) -> plt.Figure:
+    alphas = np.unique(risk["alpha"].values)
+    fig, axes = plt.subplots(len(alphas), 3, figsize=(13, 3.6 * len(alphas)), squeeze=False)
+    for row, alpha in enumerate(alphas):
+        idx = np.flatnonzero(risk["alpha"].values == alpha)
+        idx = idx[np.argsort(risk["n"].values[idx])]
+        chosen = idx[_pick(risk["n"].values[idx], max_panels)]
+        palette = sns.color_palette("viridis", len(chosen))
+        for col, (var, label) in enumerate(TERMS):
+            ax = axes[row, col]
+            for colour, i in zip(palette, chosen, strict=True):
+                sns.ecdfplot(
+                    x=risk[var].values[i], ax=ax, color=colour, label=f"n = {int(risk['n'][i])}"
+                )
+            last = chosen[-1]
+            law = _laws(th, int(last))[var]
+            if isinstance(law, float):
+                ax.axvline(law, color="k", ls="--", label="limit σ² d_eff")
+            else:
+                x = _grid_x(np.concatenate([risk[var].values[i] for i in chosen]))
+                ax.plot(x, law.cdf(x), "k--", label="limit")
+            ax.set_title(f"{label}, α = {alpha:g}")
+            ax.set_xlabel(label.split("  ")[1])
+        axes[row, 0].legend(fontsize=8)
+    where = f"{risk.attrs.get('study')}, {risk.attrs.get('case')}"
+    fig.suptitle(f"Empirical CDFs against the limit law ({where})")
+    fig.tight_layout()
+    return fig
+
+
+def convergence_figure(risk: xr.Dataset) -> plt.Figure:
+    rows = []
+    for i in range(risk.sizes["point"]):
+        for metric, var in (
+            ("KS total", "ks_total"),
+            ("KS pre-training", "ks_pre"),
+            ("p_var", "p_var"),
+        ):
+            rows.append(
+                {
+                    "n": int(risk["n"][i]),
+                    "alpha": float(risk["alpha"][i]),
+                    "metric": metric,
+                    "value": float(risk[var][i]),
+                    "se": float(risk[f"{var}_se"][i]),
+                    "crit": float(risk["ks_critical_01"][i]),
+                }
+            )
+    df = pd.DataFrame(rows)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, metric in zip(axes, ("KS total", "KS pre-training", "p_var"), strict=True):
+        sub = df[df.metric == metric]
+        for colour, (alpha, g) in zip(
+            sns.color_palette("deep"), sub.groupby("alpha"), strict=False
+        ):
+            g = g.sort_values("n")
+            ax.errorbar(
+                g.n,
+                g.value,
+                yerr=2 * g.se,
+                marker="o",
+                capsize=3,
+                color=colour,
+                label=f"α = {alpha:g}",
+            )
+        if metric != "p_var":
+            ax.plot(
+                sub.sort_values("n").n,
+                sub.sort_values("n").crit,
+                "k:",
+                label="KS 1% critical value",
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("n")
+        ax.set_title(metric + ("  (ε = tol·σ² d_eff)" if metric == "p_var" else ""))
+        ax.set_ylim(bottom=0)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Convergence to the limit (error bars: ±2 bootstrap / binomial s.e.)")
+    fig.tight_layout()
+    return fig
+
+
+def closed_forms_figure(risk: xr.Dataset, th: xr.Dataset) -> plt.Figure:
+    forms = {"numerical": "limit_weights"}
+    forms.update({str(v)[12:]: str(v) for v in th.data_vars if str(v).startswith("closed_form_")})
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    i = int(np.argmax(risk["m"].values))
+    sample = risk["m_rep"].values[i]
+    x = _grid_x(sample)
+    sns.ecdfplot(x=sample, ax=axes[0], color="C0", label=f"Monte Carlo (m = {int(risk['m'][i])})")
+    styles = {"numerical": ("k", "--"), "corrected": ("C2", ":"), "printed": ("C3", "-.")}
+    for j, (name, var) in enumerate(forms.items()):
+        law = GeneralizedChiSquare(th[var].values[i])
+        colour, ls = styles.get(name, (f"C{4 + j}", "-"))
+        ks = (
+            risk.get(f"ks_m_rep_{name}", risk["ks_pre"])[i]
+            if name != "numerical"
+            else risk["ks_pre"][i]
+        )
+        axes[0].plot(x, law.cdf(x), color=colour, ls=ls, label=f"{name} (KS {float(ks):.3f})")
+    axes[0].set_xlabel("m·Rep")
+    axes[0].set_title("law of m·Rep at the largest m")
+    axes[0].legend(fontsize=8)
+    ax = axes[1]
+    for alpha in np.unique(risk["alpha"].values):
+        sel = np.flatnonzero(risk["alpha"].values == alpha)
+        sel = sel[np.argsort(risk["m"].values[sel])]
+        ax.errorbar(
+            risk["m"].values[sel],
+            risk["mean_m_rep"].values[sel],
+            yerr=2 * risk["se_m_rep"].values[sel],
+            marker="o",
+            capsize=3,
+            label=f"Monte Carlo mean ± 2 s.e., α = {alpha:g}",
+        )
+    for j, (name, var) in enumerate(forms.items()):
+        colour, ls = styles.get(name, (f"C{4 + j}", "-"))
+        ax.axhline(float(th[var].values[i].sum()), color=colour, ls=ls, label=f"{name} E‖L(Z)‖²")
+    ax.set_xscale("log")
+    ax.set_xlabel("m")
+    ax.set_ylabel("E m·Rep")
+    ax.set_title("mean of m·Rep against the limit's mean")
+    ax.legend(fontsize=8)
+    fig.suptitle("Numerical limit vs the paper's printed and corrected closed forms")
+    fig.tight_layout()
+    return fig
+
+
+def diagnostics_figure(risk: xr.Dataset, th: xr.Dataset) -> plt.Figure:
+    laws = [str(v)[4:] for v in th.data_vars if str(v).startswith("law_") and str(v)[4:] in risk]
+    fig, axes = plt.subplots(1, len(laws) + 1, figsize=(6 * (len(laws) + 1), 4.2), squeeze=False)
+    i = int(np.argmax(risk["m"].values))
+    for ax, var in zip(axes[0], laws, strict=False):
+        sample = risk[var].values[i]
+        sns.ecdfplot(x=sample, ax=ax, label=f"Monte Carlo (m = {int(risk['m'][i])})")
+        x = _grid_x(sample)
+        ax.plot(x, GeneralizedChiSquare(th[f"law_{var}"].values[i]).cdf(x), "k--", label="limit")
+        ks = risk.get(f"ks_{var}")
+        ax.set_title(
+            f"{risk[var].attrs.get('long_name', var)}"
+            + (f"\nKS {float(ks[i]):.3f}" if ks is not None else ""),
+            fontsize=9,
+        )
+        ax.legend(fontsize=8)
+    ax = axes[0][-1]
+    gap = risk["orbit_invariance_error"]
+    ax.semilogy(risk["n"].values, gap.max("replicate").values, "o")
+    ax.set_xscale("log")
+    ax.set_xlabel("n")
+    ax.set_title("orbit invariance: max |Δ risk term| under alignment", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def draw_all(
+    risk: xr.Dataset, th: xr.Dataset, outdir: str | Path, max_panels: int = 4
+) -> list[Path]:
+    """Draw every figure into ``outdir`` (PNG, written atomically); return the paths."""
+    from .io import atomic_path
+
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    sns.set_theme(style="whitegrid", context="paper")
+    makers = {
+        "cdf": lambda: cdf_figure(risk, th, max_panels),
+        "convergence": lambda: convergence_figure(risk),
+        "closed_forms": lambda: closed_forms_figure(risk, th),
+        "diagnostics": lambda: diagnostics_figure(risk, th),
+    }
+    paths = []
+    for name in FIGURES:
+        fig = makers[name]()
+        path = outdir / f"{name}.png"
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
+        plt.close(fig)
+        paths.append(path)
+    return paths

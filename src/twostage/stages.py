@@ -1,0 +1,461 @@
+"""The pipeline's stages as functions from datasets to datasets.
+
+The stage scripts (``scripts/*.py``) and the in-process API (:func:`twostage.run_point`)
+both call these functions, so their numbers are identical. Every stage output carries the
+point's population truth as ``truth_*`` variables, so each file is self-contained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from scipy import stats
+
+from . import seeding
+from .cases import get_case
+from .cases._base import Variables
+from .config import Point
+from .errors import InputFileError
+from .gchisq import GeneralizedChiSquare
+from .io import json_attr
+
+TRUTH = "truth_"
+#: Replicate-level variables kept by the aggregation, in this order when present.
+REPLICATE_VARS = (
+    "scaled_excess_risk",
+    "n_rep",
+    "n_leak",
+    "n_var",
+    "m_rep",
+    "rep",
+    "leak",
+    "var",
+    "d_eff_n",
+    "orbit_invariance_error",
+    "alignment_distance",
+    "descriptor_distance",
+    "eigvec_error",
+    "n_active",
+    "converged",
+    "n_iter",
+)
+SUMMARISED = ("scaled_excess_risk", "n_rep", "n_leak", "n_var", "m_rep")
+PROBABILITIES = np.round(np.linspace(0.005, 0.995, 199), 3)
+
+
+# ---------------------------------------------------------------------------- helpers
+def _attrs(point: Point) -> dict[str, Any]:
+    text = point.to_json()
+    return {
+        "case": point.case,
+        "study": point.study,
+        "seed": point.seed,
+        "sampling": point.sampling,
+        "point_id": point.point_id,
+        "point": text,
+        "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
+    }
+
+
+def _coords(point: Point) -> dict[str, Any]:
+    """Scalar parameters of the point as coordinates."""
+    coords: dict[str, Any] = {"point_id": point.point_id}
+    for key, value in point.params.items():
+        if isinstance(value, bool | int | float | str):
+            coords[key] = value
+    return coords
+
+
+def _dataset(variables: Variables, prefix: str = "") -> xr.Dataset:
+    return xr.Dataset(
+        {
+            prefix + name: xr.Variable(dims, np.asarray(arr), attrs)
+            for name, (dims, arr, attrs) in variables.items()
+        }
+    )
+
+
+def point_of(ds: xr.Dataset) -> Point:
+    """The :class:`Point` a stage output belongs to (from its ``point`` attribute)."""
+    return Point.from_json(json_attr(ds, "point"))
+
+
+def truth_of(ds: xr.Dataset) -> dict[str, np.ndarray]:
+    """The population truth carried by a stage output, as numpy arrays."""
+    out = {name[len(TRUTH) :]: ds[name].values for name in ds.data_vars if name.startswith(TRUTH)}
+    if not out:
+        raise InputFileError("dataset carries no truth_* variables")
+    return out
+
+
+def _truth_vars(ds: xr.Dataset) -> xr.Dataset:
+    return ds[[v for v in ds.data_vars if v.startswith(TRUTH)]]
+
+
+def _arrays(ds: xr.Dataset, names: Sequence[str]) -> dict[str, np.ndarray]:
+    return {name: ds[name].values for name in names if name in ds}
+
+
+def truth(point: Point) -> dict[str, np.ndarray]:
+    """The population truth of a point, drawn from its own keyed stream.
+
+    The stream is keyed by the population parameters only (not m, n), so every point of a
+    sample-size sweep shares the same truth.
+    """
+    case = get_case(point.case)
+    rng = seeding.stream("truth", 0, point.population_words, point.seed)
+    return {name: arr for name, (_, arr, _) in case.truth(point.params, rng).items()}
+
+
+# ---------------------------------------------------------------------------- stages
+def simulate(point: Point, start: int, stop: int) -> xr.Dataset:
+    """Truth and, for replicates ``start <= r < stop``, pre-training and downstream data."""
+    if not 0 <= start < stop <= point.replicates:
+        raise ValueError(
+            f"replicate range {start}:{stop} must satisfy 0 <= start < stop <= {point.replicates}"
+        )
+    case = get_case(point.case)
+    rng = seeding.stream("truth", 0, point.population_words, point.seed)
+    truth_v = case.truth(point.params, rng)
+    truth_arr = {name: arr for name, (_, arr, _) in truth_v.items()}
+    reps = range(start, stop)
+    pre_rngs = seeding.streams("pretrain_data", reps, point.words, point.seed)
+    down_rngs = seeding.streams("downstream_data", reps, point.words, point.seed)
+    data = {
+        **case.sample(truth_arr, point.m, pre_rngs, "pretrain", point.sampling),
+        **case.sample(truth_arr, point.n, down_rngs, "downstream", point.sampling),
+    }
+    ds = xr.merge([_dataset(truth_v, TRUTH), _dataset(data)], compat="no_conflicts", join="exact")
+    ds = ds.assign_coords(replicate=np.arange(start, stop), **_coords(point))
+    ds.attrs = _attrs(point)
+    return ds
+
+
+def pretrain(sim: xr.Dataset) -> xr.Dataset:
+    """Stage-1 estimation: representation, descriptor and diagnostics per replicate."""
+    point = point_of(sim)
+    case = get_case(point.case)
+    data = _arrays(sim, [v for v in sim.data_vars if not v.startswith(TRUTH)])
+    est = _dataset(case.pretrain(truth_of(sim), data))
+    ds = xr.merge([_truth_vars(sim), est], compat="no_conflicts", join="exact")
+    ds = ds.assign_coords(sim.coords)
+    ds.attrs = dict(sim.attrs)
+    return ds
+
+
+def align(pre: xr.Dataset) -> xr.Dataset:
+    """Orbit alignment of each representative to the truth (diagnostics only)."""
+    point = point_of(pre)
+    case = get_case(point.case)
+    est = _arrays(pre, [v for v in pre.data_vars if not v.startswith(TRUTH)])
+    al = _dataset(case.align(truth_of(pre), est, point.m))
+    ds = xr.merge([pre, al], compat="no_conflicts", join="exact")
+    ds.attrs = dict(pre.attrs)
+    return ds
+
+
+def downstream(al: xr.Dataset, sim: xr.Dataset) -> xr.Dataset:
+    """Min-norm OLS and the exact conditional risk decomposition per replicate.
+
+    The risk is computed from the unaligned representative (no alignment is needed,
+    Lemma 4.1); the same computation from the aligned representative gives
+    ``orbit_invariance_error``, the largest change of any scaled term.
+    """
+    point = point_of(al)
+    if sim.attrs.get("point_id") != al.attrs.get("point_id") or not np.array_equal(
+        sim["replicate"].values, al["replicate"].values
+    ):
+        raise InputFileError(
+            "the alignment and simulation inputs belong to different points or replicate ranges"
+        )
+    case = get_case(point.case)
+    tr = truth_of(al)
+    design = _arrays(sim, [v for v in sim.data_vars if not v.startswith(TRUTH)])
+    risk = case.downstream(tr, al["representation"].values, design, point.n)
+    twin = case.downstream(tr, al["representation_aligned"].values, design, point.n)
+    n, m = point.n, point.m
+    scaled = {
+        "n_rep": n * risk["rep"][1],
+        "n_leak": n * risk["leak"][1],
+        "n_var": n * risk["var"][1],
+    }
+    gap = np.max(
+        [np.abs(scaled[f"n_{t}"] - n * twin[t][1]) for t in ("rep", "leak", "var")], axis=0
+    )
+    total = scaled["n_rep"] + scaled["n_leak"] + scaled["n_var"]
+    extra: Variables = {
+        "n_rep": (("replicate",), scaled["n_rep"], {"long_name": "n Rep"}),
+        "n_leak": (("replicate",), scaled["n_leak"], {"long_name": "n Leak"}),
+        "n_var": (("replicate",), scaled["n_var"], {"long_name": "n Var"}),
+        "m_rep": (("replicate",), m * risk["rep"][1], {"long_name": "m Rep"}),
+        "scaled_excess_risk": (
+            ("replicate",),
+            total,
+            {"long_name": "E_{m,n} = n (R - sigma^2) = n (Rep + Leak + Var)"},
+        ),
+        "orbit_invariance_error": (
+            ("replicate",),
+            gap,
+            {"long_name": "max |change| of n Rep, n Leak, n Var under the aligning group element"},
+        ),
+    }
+    keep = [v for v in al.data_vars if v.startswith(TRUTH) or al[v].dims == ("replicate",)]
+    ds = xr.merge([al[keep], _dataset(risk), _dataset(extra)], compat="no_conflicts", join="exact")
+    ds.attrs = dict(al.attrs)
+    return ds
+
+
+def theory(point: Point) -> xr.Dataset:
+    """The limit of Theorem 5.1 at a point, with the case's closed forms alongside."""
+    case = get_case(point.case)
+    lim = _dataset(case.limit(truth(point)))
+    alpha_eff = point.m / point.n
+    weights = lim["limit_weights"].values
+    sigma2, d_eff = float(lim["sigma2"]), int(lim["d_eff"])
+    law_total = GeneralizedChiSquare(weights / alpha_eff, offset=sigma2 * d_eff)
+    extra = {
+        "alpha_eff": ((), alpha_eff, {"long_name": "m / n used to scale the limit"}),
+        "mean_L2": ((), weights.sum(), {"long_name": "E ||L(Z)||^2 (numerical)"}),
+        "limit_mean_total": (
+            (),
+            sigma2 * d_eff + weights.sum() / alpha_eff,
+            {"long_name": "mean of the limit sigma^2 d_eff + ||L(Z)||^2 / alpha"},
+        ),
+        "limit_quantile_total": (
+            ("probability",),
+            law_total.ppf(PROBABILITIES),
+            {"long_name": "quantiles of the limit of n (R - sigma^2)"},
+        ),
+    }
+    for name in lim.data_vars:
+        if str(name).startswith("closed_form_"):
+            extra[f"mean_L2_{str(name)[12:]}"] = (
+                (),
+                lim[name].values.sum(),
+                {"long_name": f"E ||L(Z)||^2 by the {str(name)[12:]} closed form"},
+            )
+    if "d_base" in lim and int(lim["d_base"]) > d_eff:
+        extra["alpha0"] = (
+            (),
+            weights.sum() / (sigma2 * (int(lim["d_base"]) - d_eff)),
+            {"long_name": "crossing alpha0 = E||L||^2 / (sigma^2 (d_base - d_eff))"},
+        )
+    ds = xr.merge([lim, _dataset(extra)], compat="no_conflicts", join="exact")
+    ds = ds.assign_coords(probability=PROBABILITIES, **_coords(point))
+    ds.attrs = _attrs(point)
+    return ds
+
+
+# ---------------------------------------------------------------------------- aggregation
+def _ks(sample: np.ndarray, law: GeneralizedChiSquare) -> tuple[float, float, np.ndarray]:
+    res = stats.kstest(sample, law.cdf)
+    return float(res.statistic), float(res.pvalue), law.cdf(np.sort(sample))
+
+
+def _ks_bootstrap_se(
+    sample: np.ndarray, law: GeneralizedChiSquare, rng: np.random.Generator, b: int
+) -> float:
+    """Bootstrap standard error of the KS distance (the law's CDF is evaluated once)."""
+    if b == 0:
+        return float("nan")
+    cdf = law.cdf(sample)
+    r = len(sample)
+    upper, lower = np.arange(1, r + 1) / r, np.arange(r) / r
+    values = np.empty(b)
+    for i in range(b):
+        idx = rng.integers(0, r, r)
+        f = np.sort(cdf[idx])  # the CDF is monotone: sorting values sorts the CDF
+        values[i] = max(np.max(upper - f), np.max(f - lower))
+    return float(values.std(ddof=1))
+
+
+def combine_shards(shards: Sequence[xr.Dataset]) -> xr.Dataset:
+    """Concatenate one point's shards along ``replicate`` and check coverage."""
+    if not shards:
+        raise InputFileError("no shard given")
+    ids = {s.attrs.get("point_id") for s in shards}
+    if len(ids) != 1:
+        raise InputFileError(f"shards of different points given together: {sorted(map(str, ids))}")
+    ds = xr.concat(
+        list(shards),
+        dim="replicate",
+        data_vars="minimal",
+        coords="minimal",
+        compat="equals",
+        join="exact",
+        combine_attrs="drop_conflicts",
+    ).sortby("replicate")
+    point = point_of(ds)
+    got = ds["replicate"].values
+    if not np.array_equal(got, np.arange(point.replicates)):
+        raise InputFileError(
+            f"shards of point {point.point_id} cover replicates {got.min()}..{got.max()} "
+            f"({len(got)} values, {len(np.unique(got))} distinct); expected exactly "
+            f"0..{point.replicates - 1}"
+        )
+    return ds
+
+
+def summarise(
+    ds: xr.Dataset, th: xr.Dataset, p_var_tolerance: float = 0.05, ks_bootstrap: int = 200
+) -> dict[str, float]:
+    """Per-point summaries: means with Monte Carlo standard errors, KS distances to the
+    limits (with bootstrap standard errors and the 1% critical value) and p_var."""
+    point = point_of(ds)
+    r = point.replicates
+    out: dict[str, float] = {}
+    for v in SUMMARISED:
+        x = ds[v].values
+        out[f"mean_{v}"] = float(x.mean())
+        out[f"se_{v}"] = float(x.std(ddof=1) / np.sqrt(r)) if r > 1 else float("nan")
+    weights = th["limit_weights"].values
+    sigma2, d_eff = float(th["sigma2"]), int(th["d_eff"])
+    alpha_eff = float(th["alpha_eff"])
+    laws = {
+        "total": (
+            "scaled_excess_risk",
+            GeneralizedChiSquare(weights / alpha_eff, offset=sigma2 * d_eff),
+        ),
+        "pre": ("n_rep", GeneralizedChiSquare(weights / alpha_eff)),
+    }
+    for name in th.data_vars:
+        name = str(name)
+        if name.startswith("closed_form_"):
+            laws[f"m_rep_{name[12:]}"] = ("m_rep", GeneralizedChiSquare(th[name].values))
+        elif name.startswith("law_") and name[4:] in ds:
+            laws[name[4:]] = (name[4:], GeneralizedChiSquare(th[name].values))
+    rng = seeding.stream("bootstrap", 0, point.words, point.seed)
+    b = int(ks_bootstrap)
+    for label, (var, law) in laws.items():
+        x = ds[var].values
+        out[f"ks_{label}"], out[f"ks_{label}_pvalue"], _ = _ks(x, law)
+        out[f"ks_{label}_se"] = _ks_bootstrap_se(x, law, rng, b)
+    eps = float(p_var_tolerance) * sigma2 * d_eff
+    p = float(np.mean(np.abs(ds["n_var"].values - sigma2 * d_eff) > eps))
+    out["p_var"], out["p_var_se"] = p, float(np.sqrt(p * (1 - p) / r))
+    out["ks_critical_01"] = float(stats.kstwo.ppf(0.99, r))
+    return out
+
+
+def aggregate(
+    shards_per_point: Sequence[Sequence[xr.Dataset]],
+    theories: Sequence[xr.Dataset],
+    *,
+    p_var_tolerance: float = 0.05,
+    ks_bootstrap: int = 200,
+) -> tuple[xr.Dataset, xr.Dataset]:
+    """Aggregate a study: replicate-level values per (point, replicate), per-point
+    summaries, and the per-point limits.
+
+    Returns
+    -------
+    risk : xarray.Dataset with dims (point, replicate)
+    theory : xarray.Dataset with dims (point, term) and (point, probability)
+    """
+    if len(shards_per_point) != len(theories) or not theories:
+        raise InputFileError("aggregate needs one theory file per point and at least one point")
+    by_id = {th.attrs.get("point_id"): th for th in theories}
+    combined = [combine_shards(s) for s in shards_per_point]
+    order = sorted(range(len(combined)), key=lambda i: _sort_key(point_of(combined[i])))
+    combined = [combined[i] for i in order]
+    points = [point_of(ds) for ds in combined]
+    missing = [p.point_id for p in points if p.point_id not in by_id]
+    if missing:
+        raise InputFileError(f"no theory file for point(s) {missing}")
+    studies = {p.study for p in points}
+    if len(studies) != 1:
+        raise InputFileError(f"points of several studies given together: {sorted(studies)}")
+    reps = {p.replicates for p in points}
+    if len(reps) != 1:
+        raise InputFileError(f"points with different replicate counts: {sorted(reps)}")
+    ths = [by_id[p.point_id] for p in points]
+
+    point_coords = _point_coords(points)
+    rep_index = np.arange(points[0].replicates)
+    data: dict[str, Any] = {}
+    for v in REPLICATE_VARS:
+        present = [v in ds for ds in combined]
+        if any(present) and not all(present):
+            raise InputFileError(f"variable {v} present in some points only")
+        if all(present):
+            data[v] = xr.Variable(
+                ("point", "replicate"),
+                np.stack([ds[v].values for ds in combined]),
+                combined[0][v].attrs,
+            )
+    summaries = [
+        summarise(ds, th, p_var_tolerance, ks_bootstrap)
+        for ds, th in zip(combined, ths, strict=True)
+    ]
+    for key in summaries[0]:
+        data[key] = xr.Variable(("point",), np.array([s[key] for s in summaries], dtype=float))
+    risk = xr.Dataset(data, coords={**point_coords, "replicate": rep_index})
+    attrs = {
+        "case": points[0].case,
+        "study": points[0].study,
+        "seed": points[0].seed,
+        "sampling": points[0].sampling,
+        "points": seeding.canonical_json([p.to_json() for p in points]),
+        "p_var_tolerance": float(p_var_tolerance),
+        "ks_bootstrap": int(ks_bootstrap),
+    }
+    attrs["config_sha256"] = hashlib.sha256(attrs["points"].encode()).hexdigest()
+    risk.attrs = attrs
+
+    q = max(th.sizes.get("term", 0) for th in ths)
+    tdata: dict[str, Any] = {}
+    for name in ths[0].data_vars:
+        dims = ths[0][name].dims
+        if dims == ():
+            tdata[name] = xr.Variable(("point",), np.array([th[name].values for th in ths]))
+        elif dims == ("term",):
+            tdata[name] = xr.Variable(
+                ("point", "term"),
+                np.stack([np.pad(th[name].values, (0, q - th.sizes["term"])) for th in ths]),
+                ths[0][name].attrs,
+            )
+        elif dims == ("probability",):
+            tdata[name] = xr.Variable(
+                ("point", "probability"),
+                np.stack([th[name].values for th in ths]),
+                ths[0][name].attrs,
+            )
+    theory_ds = xr.Dataset(tdata, coords={**point_coords, "probability": PROBABILITIES})
+    theory_ds.attrs = dict(attrs)
+    return risk, theory_ds
+
+
+def _sort_key(point: Point) -> tuple:
+    p = point.params
+    return (p.get("alpha", 0.0), p.get("n", 0), point.point_id)
+
+
+def _point_coords(points: Sequence[Point]) -> dict[str, Any]:
+    scalar_keys = [
+        k for k, v in points[0].params.items() if isinstance(v, bool | int | float | str)
+    ]
+    coords: dict[str, Any] = {
+        "point_id": ("point", np.array([p.point_id for p in points], dtype=object)),
+        "point_json": ("point", np.array([p.to_json() for p in points], dtype=object)),
+    }
+    for key in scalar_keys:
+        values = [p.params.get(key) for p in points]
+        if all(isinstance(v, bool | int | float | str) for v in values):
+            coords[key] = ("point", np.array(values))
+    return coords
+
+
+def summary_table(risk: xr.Dataset) -> Any:
+    """Per-point summaries as a pandas DataFrame (one row per point)."""
+    cols = [v for v in risk.data_vars if risk[v].dims == ("point",)]
+    return risk[cols].to_dataframe()
+
+
+def point_json_list(risk: xr.Dataset) -> list[Mapping[str, Any]]:
+    import json
+
+    return [json.loads(t) for t in risk["point_json"].values]

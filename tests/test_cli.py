@@ -1,0 +1,178 @@
+"""Every stage script runs by hand; bad input gives one line, exit status != 0, no output."""
+
+from __future__ import annotations
+
+import pytest
+import xarray as xr
+from conftest import ROOT, script
+
+from twostage import run_point
+from twostage.config import expand_study, load_config
+
+STAGES = ("simulate", "pretrain", "align", "downstream", "theory", "risk", "figures")
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_help(name):
+    res = script(name, "--help")
+    assert res.returncode == 0 and "usage:" in res.stdout and "--out" in res.stdout
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    """The whole chain run by hand on one point of the tiny test config."""
+    tmp = tmp_path_factory.mktemp("chain")
+    cfg = load_config(ROOT / "tests" / "configs" / "tiny.yaml")
+    point = expand_study("tiny", cfg["studies"]["tiny"])[0]
+    f = {s: tmp / f"{s}.nc" for s in ("simulate", "pretrain", "align", "downstream", "theory")}
+    steps = [
+        (
+            "simulate",
+            "--config",
+            str(ROOT / "tests/configs/tiny.yaml"),
+            "--study",
+            "tiny",
+            "--point-id",
+            point.point_id,
+            "--out",
+            str(f["simulate"]),
+        ),
+        ("pretrain", "--in", str(f["simulate"]), "--out", str(f["pretrain"])),
+        ("align", "--in", str(f["pretrain"]), "--out", str(f["align"])),
+        (
+            "downstream",
+            "--align",
+            str(f["align"]),
+            "--simulate",
+            str(f["simulate"]),
+            "--out",
+            str(f["downstream"]),
+        ),
+        ("theory", "--point", point.to_json(), "--out", str(f["theory"])),
+        (
+            "risk",
+            "--downstream",
+            str(f["downstream"]),
+            "--theory",
+            str(f["theory"]),
+            "--ks-bootstrap",
+            "20",
+            "--out-risk",
+            str(tmp / "risk.nc"),
+            "--out-theory",
+            str(tmp / "theory_all.nc"),
+        ),
+        (
+            "figures",
+            "--risk",
+            str(tmp / "risk.nc"),
+            "--theory",
+            str(tmp / "theory_all.nc"),
+            "--outdir",
+            str(tmp / "fig"),
+            "--table",
+            str(tmp / "summary.csv"),
+        ),
+    ]
+    for name, *args in steps:
+        res = script(name, *args)
+        assert res.returncode == 0, (name, res.stderr)
+    return tmp, point, f
+
+
+def test_chain_by_hand_equals_the_api(chain):
+    tmp, point, f = chain
+    assert sorted(p.name for p in (tmp / "fig").iterdir()) == [
+        "cdf.png",
+        "closed_forms.png",
+        "convergence.png",
+        "diagnostics.png",
+    ]
+    api = run_point(
+        "factor",
+        point.params,
+        replicates=point.replicates,
+        seed=point.seed,
+        study="tiny",
+        ks_bootstrap=20,
+    )
+    with xr.open_dataset(f["downstream"], engine="h5netcdf") as down:
+        xr.testing.assert_equal(down.load(), api["downstream"])
+    with xr.open_dataset(tmp / "risk.nc", engine="h5netcdf") as risk:
+        xr.testing.assert_equal(risk.load(), api["risk"])
+
+
+def _fails_cleanly(res, out, *needles):
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode != 0
+    assert len(lines) == 1 and lines[0].startswith("error:"), res.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert not out.exists() and not list(out.parent.glob(f".{out.name}.*"))
+
+
+def test_missing_input(tmp_path):
+    out = tmp_path / "o.nc"
+    _fails_cleanly(
+        script("pretrain", "--in", str(tmp_path / "nope.nc"), "--out", str(out)),
+        out,
+        "nope.nc",
+        "does not exist",
+    )
+
+
+def test_wrong_stage_input(chain, tmp_path):
+    _, _, f = chain
+    out = tmp_path / "o.nc"
+    _fails_cleanly(
+        script("pretrain", "--in", str(f["align"]), "--out", str(out)),
+        out,
+        "'align' file",
+        "'simulate'",
+    )
+    _fails_cleanly(
+        script(
+            "downstream",
+            "--align",
+            str(f["pretrain"]),
+            "--simulate",
+            str(f["simulate"]),
+            "--out",
+            str(out),
+        ),
+        out,
+        "'pretrain' file",
+    )
+
+
+def test_corrupt_input(chain, tmp_path):
+    _, _, f = chain
+    bad = tmp_path / "truncated.nc"
+    bad.write_bytes(f["simulate"].read_bytes()[:2000])
+    out = tmp_path / "o.nc"
+    _fails_cleanly(
+        script("pretrain", "--in", str(bad), "--out", str(out)),
+        out,
+        "truncated.nc",
+        "not a readable",
+    )
+
+
+def test_bad_arguments(tmp_path):
+    out = tmp_path / "o.nc"
+    _fails_cleanly(script("simulate", "--point", "{not json", "--out", str(out)), out, "--point")
+    _fails_cleanly(
+        script("pretrain", "--in", "x.nc", "--out", str(tmp_path / "o.txt")),
+        tmp_path / "o.txt",
+        ".nc",
+    )
+    res = script(
+        "simulate",
+        "--config",
+        str(ROOT / "tests/configs/tiny.yaml"),
+        "--study",
+        "nope",
+        "--out",
+        str(out),
+    )
+    assert res.returncode != 0 and "nope" in res.stderr and not out.exists()

@@ -1,0 +1,91 @@
+"""The Snakemake workflow end to end (marked ``workflow``)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+import xarray as xr
+from conftest import ROOT, snakemake
+
+pytestmark = pytest.mark.workflow
+TINY = ROOT / "tests" / "configs" / "tiny.yaml"
+
+
+def _open(path):
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
+        return ds.load()
+
+
+def test_dry_run_and_lint_are_clean(tmp_path):
+    res = snakemake(tmp_path, "-n", "--configfile", str(ROOT / "config" / "config.yaml"))
+    assert "simulate" in res.stdout
+    lint = snakemake(
+        tmp_path, "--lint", "--configfile", str(ROOT / "config" / "config.yaml"), check=False
+    )
+    text = lint.stdout + lint.stderr
+    assert lint.returncode == 0 and "Lints for" not in text, text
+
+
+def test_bad_config_fails_before_any_job(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TINY.read_text().replace("replicates: 60", "replicates: -1"))
+    res = snakemake(tmp_path, "--cores", "1", "--configfile", str(bad), check=False)
+    assert res.returncode != 0
+    assert "studies.tiny.replicates" in res.stdout + res.stderr
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("tiny")
+    snakemake(work, "--cores", "2", "--configfile", str(TINY))
+    return work
+
+
+def test_run_writes_figures_and_aggregates(tiny_run):
+    figs = sorted(p.name for p in (tiny_run / "results/tiny/figures").iterdir())
+    assert figs == ["cdf.png", "closed_forms.png", "convergence.png", "diagnostics.png"]
+    risk = _open(tiny_run / "results/tiny/risk.nc")
+    assert risk.sizes == {"point": 2, "replicate": 60}
+    assert risk.attrs["stage"] == "risk" and risk.attrs["config_sha256"]
+    assert float(risk["orbit_invariance_error"].max()) < 1e-10
+
+
+def test_results_do_not_depend_on_shards_or_cores(tiny_run, tmp_path):
+    other = tmp_path / "other.yaml"
+    other.write_text(TINY.read_text().replace("shard_size: 25", "shard_size: 60"))
+    snakemake(tmp_path, "--cores", "1", "--configfile", str(other))
+    a = _open(tiny_run / "results/tiny/risk.nc")
+    b = _open(tmp_path / "results/tiny/risk.nc")
+    xr.testing.assert_equal(a, b)
+    xr.testing.assert_equal(
+        _open(tiny_run / "results/tiny/theory.nc"), _open(tmp_path / "results/tiny/theory.nc")
+    )
+
+
+def _jobs(res) -> set[str]:
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout + res.stderr, flags=re.M))
+    return set(jobs) - {"total", "job"}
+
+
+def test_figures_are_redrawn_from_aggregated_files_copied_elsewhere(tiny_run, tmp_path):
+    """Months later, elsewhere: only results/<study>/{risk,theory}.nc, no .snakemake."""
+    (tmp_path / "results/tiny").mkdir(parents=True)
+    for name in ("risk.nc", "theory.nc"):
+        shutil.copy2(tiny_run / "results/tiny" / name, tmp_path / "results/tiny" / name)
+    res = snakemake(tmp_path, "figures", "--cores", "1", "--configfile", str(TINY))
+    assert _jobs(res) == {"plot", "figures"}, res.stdout + res.stderr
+    assert (tmp_path / "results/tiny/figures/cdf.png").is_file()
+
+
+def test_figures_are_redrawn_after_deleting_all_but_aggregated_files(tiny_run):
+    """In place (runs last in this module: it deletes the run's intermediate files)."""
+    study = tiny_run / "results/tiny"
+    for path in study.iterdir():
+        if path.name not in ("risk.nc", "theory.nc"):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    res = snakemake(tiny_run, "figures", "--cores", "1", "--configfile", str(TINY))
+    assert _jobs(res) == {"plot", "figures"}, res.stdout + res.stderr
+    assert sorted(p.name for p in (study / "figures").iterdir())[0] == "cdf.png"

@@ -1,0 +1,87 @@
+# Validation, sweep expansion and input functions (the only place that reads config).
+
+import os
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from twostage.config import expand_config, study_settings, validate_config
+from twostage.errors import ConfigError
+from twostage.plots import FIGURES
+
+
+# Our validator first: its messages name the key path and what was expected, and it
+# checks what a schema cannot (e.g. len(factor_strengths) == k). Then Snakemake's own.
+try:
+    _validated = validate_config(config)
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
+validate(config, schema="../schemas/config.schema.yaml")
+
+POINTS = expand_config(_validated)
+POINT_INDEX = {(s, p.point_id): p for s, pts in POINTS.items() for p in pts}
+SETTINGS = {s: study_settings(st) for s, st in _validated["studies"].items()}
+SCRIPTS = Path(workflow.basedir) / "scripts"
+SHARD = "results/{study}/points/{point}/shard{shard}"
+
+
+wildcard_constraints:
+    study=r"[A-Za-z][A-Za-z0-9_-]*",
+    point=r"[0-9a-f]{12}",
+    shard=r"\d+",
+
+
+def _point(wildcards):
+    try:
+        return POINT_INDEX[(wildcards.study, wildcards.point)]
+    except KeyError:
+        raise WorkflowError(
+            f"no point {wildcards.point} in study {wildcards.study} of this config"
+        ) from None
+
+
+def point_json(wildcards):
+    return _point(wildcards).to_json()
+
+
+def replicate_range(wildcards):
+    start, stop = _point(wildcards).shard_range(int(wildcards.shard))
+    return f"{start}:{stop}"
+
+
+def study_downstream(wildcards):
+    return [
+        f"results/{wildcards.study}/points/{p.point_id}/shard{s}/downstream.nc"
+        for p in POINTS[wildcards.study]
+        for s in range(p.n_shards)
+    ]
+
+
+def study_theory(wildcards):
+    return [
+        f"results/{wildcards.study}/points/{p.point_id}/theory.nc"
+        for p in POINTS[wildcards.study]
+    ]
+
+
+def p_var_tolerance(wildcards):
+    return SETTINGS[wildcards.study]["p_var_tolerance"]
+
+
+def ks_bootstrap(wildcards):
+    return SETTINGS[wildcards.study]["ks_bootstrap"]
+
+
+def cdf_panels(wildcards):
+    return SETTINGS[wildcards.study]["cdf_panels"]
+
+
+def script(name):
+    """Path of a stage script, relative to the working directory (stable across runs)."""
+    return os.path.relpath(SCRIPTS / f"{name}.py")
+
+
+def all_figures():
+    return [f"results/{s}/figures/{name}.png" for s in POINTS for name in FIGURES] + [
+        f"results/{s}/summary.csv" for s in POINTS
+    ]

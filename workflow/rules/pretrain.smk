@@ -1,0 +1,15 @@
+rule pretrain:
+    input:
+        f"{SHARD}/simulate.nc",
+    output:
+        f"{SHARD}/pretrain.nc",
+    params:
+        script=script("pretrain"),
+    log:
+        "results/{study}/logs/pretrain/{point}-{shard}.log",
+    benchmark:
+        "results/{study}/benchmarks/pretrain/{point}-{shard}.tsv"
+    conda:
+        "../../envs/twostage.yaml"
+    shell:
+        "python {params.script} --in {input} --out {output} > {log} 2>&1"
