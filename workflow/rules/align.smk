@@ -5,6 +5,12 @@ rule align:
         f"{SHARD}/align.nc",
     params:
         script=script("align"),
+    group:
+        "shard"
+    resources:
+        runtime=runtime_minutes("align"),
+        mem_mb=memory_mb("align"),
+        cpus_per_task=1,
     log:
         "results/{study}/logs/align/{point}-{shard}.log",
     benchmark:

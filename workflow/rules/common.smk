@@ -1,7 +1,10 @@
 # Validation, sweep expansion and input functions (the only place that reads config).
 
+import math
 import os
 from pathlib import Path
+
+import yaml
 
 from snakemake.utils import validate
 
@@ -85,3 +88,46 @@ def all_figures():
     return [f"results/{s}/figures/{name}.png" for s in POINTS for name in FIGURES] + [
         f"results/{s}/summary.csv" for s in POINTS
     ]
+
+
+# ---------------------------------------------------------------- cluster resources
+# Per-rule costs measured from the rules' benchmark files (workflow/resources.yaml); a job
+# asks for SAFETY times the predicted need (twice that on a retry), at least MIN_RUNTIME.
+with open(Path(workflow.basedir) / "workflow" / "resources.yaml") as _fh:
+    COSTS = yaml.safe_load(_fh)
+SAFETY, MIN_RUNTIME = 3.0, 5
+
+
+def _cost(rule, wildcards):
+    first = POINTS[wildcards.study][0]
+    cost = dict((COSTS.get(first.case) or {}).get(rule, COSTS["default"][rule]))
+    if hasattr(wildcards, "shard"):
+        point = _point(wildcards)
+        start, stop = point.shard_range(int(wildcards.shard))
+        reps = stop - start
+        if point.sampling == "raw":
+            d = int(point.params.get("d", 1))
+            cost["per_replicate_mb"] += 16 * (point.m + point.n) * d / 2**20
+    elif hasattr(wildcards, "point"):
+        reps = 0
+    else:  # study-level rules see every replicate of every point
+        reps = sum(p.replicates for p in POINTS[wildcards.study])
+    return cost, reps
+
+
+def runtime_minutes(rule):
+    def runtime(wildcards, attempt):
+        cost, reps = _cost(rule, wildcards)
+        seconds = cost["base_s"] + cost["per_replicate_s"] * reps
+        return max(MIN_RUNTIME, math.ceil(SAFETY * attempt * seconds / 60))
+
+    return runtime
+
+
+def memory_mb(rule):
+    def memory(wildcards, attempt):
+        cost, reps = _cost(rule, wildcards)
+        mb = cost["base_mb"] + cost["per_replicate_mb"] * reps
+        return math.ceil(SAFETY * attempt * mb)
+
+    return memory

@@ -6,6 +6,12 @@ rule downstream:
         f"{SHARD}/downstream.nc",
     params:
         script=script("downstream"),
+    group:
+        "shard"
+    resources:
+        runtime=runtime_minutes("downstream"),
+        mem_mb=memory_mb("downstream"),
+        cpus_per_task=1,
     log:
         "results/{study}/logs/downstream/{point}-{shard}.log",
     benchmark:

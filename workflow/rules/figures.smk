@@ -13,6 +13,10 @@ rule plot:
         script=script("figures"),
         outdir="results/{study}/figures",
         panels=cdf_panels,
+    resources:
+        runtime=runtime_minutes("plot"),
+        mem_mb=memory_mb("plot"),
+        cpus_per_task=1,
     log:
         "results/{study}/logs/plot.log",
     benchmark:

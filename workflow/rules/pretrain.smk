@@ -5,6 +5,12 @@ rule pretrain:
         f"{SHARD}/pretrain.nc",
     params:
         script=script("pretrain"),
+    group:
+        "shard"
+    resources:
+        runtime=runtime_minutes("pretrain"),
+        mem_mb=memory_mb("pretrain"),
+        cpus_per_task=1,
     log:
         "results/{study}/logs/pretrain/{point}-{shard}.log",
     benchmark:

@@ -9,6 +9,10 @@ rule risk:
         script=script("risk"),
         p_var_tolerance=p_var_tolerance,
         ks_bootstrap=ks_bootstrap,
+    resources:
+        runtime=runtime_minutes("risk"),
+        mem_mb=memory_mb("risk"),
+        cpus_per_task=1,
     log:
         "results/{study}/logs/risk.log",
     benchmark:

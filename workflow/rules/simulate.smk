@@ -5,6 +5,12 @@ rule simulate:
         script=script("simulate"),
         point=point_json,
         replicates=replicate_range,
+    group:
+        "shard"
+    resources:
+        runtime=runtime_minutes("simulate"),
+        mem_mb=memory_mb("simulate"),
+        cpus_per_task=1,
     log:
         "results/{study}/logs/simulate/{point}-{shard}.log",
     benchmark:

@@ -4,6 +4,10 @@ rule theory:
     params:
         script=script("theory"),
         point=point_json,
+    resources:
+        runtime=runtime_minutes("theory"),
+        mem_mb=memory_mb("theory"),
+        cpus_per_task=1,
     log:
         "results/{study}/logs/theory/{point}.log",
     benchmark:
