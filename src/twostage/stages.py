@@ -122,25 +122,44 @@ def simulate(point: Point, start: int, stop: int) -> xr.Dataset:
     rng = seeding.stream("truth", 0, point.population_words, point.seed)
     truth_v = case.truth(point.params, rng)
     truth_arr = {name: arr for name, (_, arr, _) in truth_v.items()}
-    reps = range(start, stop)
-    pre_rngs = seeding.streams("pretrain_data", reps, point.words, point.seed)
-    down_rngs = seeding.streams("downstream_data", reps, point.words, point.seed)
-    data = {
-        **case.sample(truth_arr, point.m, pre_rngs, "pretrain", point.sampling),
-        **case.sample(truth_arr, point.n, down_rngs, "downstream", point.sampling),
-    }
+    reps = np.arange(start, stop)
+    data = (
+        {**_draw(point, truth_arr, reps, "pretrain"), **_draw(point, truth_arr, reps, "downstream")}
+        if case.stores_data
+        else {}
+    )
     ds = xr.merge([_dataset(truth_v, TRUTH), _dataset(data)], compat="no_conflicts", join="exact")
     ds = ds.assign_coords(replicate=np.arange(start, stop), **_coords(point))
     ds.attrs = _attrs(point)
     return ds
 
 
+def _draw(point: Point, tr: Mapping[str, np.ndarray], reps: np.ndarray, role: str) -> Variables:
+    """Pre-training (size m) or downstream (size n) data of the given replicates, from
+    their keyed streams."""
+    case = get_case(point.case)
+    stream = "pretrain_data" if role == "pretrain" else "downstream_data"
+    rngs = seeding.streams(stream, reps, point.words, point.seed)
+    size = point.m if role == "pretrain" else point.n
+    return case.sample(tr, size, rngs, role, point.sampling)
+
+
+def _data(sim: xr.Dataset, role: str) -> dict[str, np.ndarray]:
+    """The data of a simulate output: stored, or regenerated from the same keyed streams
+    for cases that do not store them (identical numbers either way)."""
+    point = point_of(sim)
+    if get_case(point.case).stores_data:
+        return _arrays(sim, [v for v in sim.data_vars if not v.startswith(TRUTH)])
+    drawn = _draw(point, truth_of(sim), sim["replicate"].values, role)
+    return {name: arr for name, (_, arr, _) in drawn.items()}
+
+
 def pretrain(sim: xr.Dataset) -> xr.Dataset:
     """Stage-1 estimation: representation, descriptor and diagnostics per replicate."""
     point = point_of(sim)
     case = get_case(point.case)
-    data = _arrays(sim, [v for v in sim.data_vars if not v.startswith(TRUTH)])
-    est = _dataset(case.pretrain(truth_of(sim), data))
+    rngs = seeding.streams("pretrain_algorithm", sim["replicate"].values, point.words, point.seed)
+    est = _dataset(case.pretrain(truth_of(sim), _data(sim, "pretrain"), rngs))
     ds = xr.merge([_truth_vars(sim), est], compat="no_conflicts", join="exact")
     ds = ds.assign_coords(sim.coords)
     ds.attrs = dict(sim.attrs)
@@ -174,7 +193,7 @@ def downstream(al: xr.Dataset, sim: xr.Dataset) -> xr.Dataset:
         )
     case = get_case(point.case)
     tr = truth_of(al)
-    design = _arrays(sim, [v for v in sim.data_vars if not v.startswith(TRUTH)])
+    design = _data(sim, "downstream")
     risk = case.downstream(tr, al["representation"].values, design, point.n)
     twin = case.downstream(tr, al["representation_aligned"].values, design, point.n)
     n, m = point.n, point.m

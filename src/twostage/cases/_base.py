@@ -20,6 +20,10 @@ class CaseStudy:
     name: ClassVar[str]
     #: the symmetry group acting on representations
     group: ClassVar[Any]
+    #: False when the data are too large to store (e.g. raw mixture samples at m = 2e5):
+    #: simulate then writes only the truth, and pretrain/downstream regenerate the data
+    #: from the same keyed per-replicate streams (identical numbers).
+    stores_data: ClassVar[bool] = True
 
     @classmethod
     def check_params(cls, params: Mapping[str, Any], prefix: str = "params") -> None:
@@ -44,8 +48,15 @@ class CaseStudy:
         raise NotImplementedError
 
     @classmethod
-    def pretrain(cls, truth: Mapping[str, np.ndarray], data: Mapping[str, np.ndarray]) -> Variables:
-        """The stage-1 M-estimator: ``representation`` and ``descriptor`` per replicate."""
+    def pretrain(
+        cls,
+        truth: Mapping[str, np.ndarray],
+        data: Mapping[str, np.ndarray],
+        rngs: Sequence[np.random.Generator] | None = None,
+    ) -> Variables:
+        """The stage-1 M-estimator: ``representation`` and ``descriptor`` per replicate.
+
+        ``rngs`` are per-replicate streams for randomised algorithms (e.g. EM starts)."""
         raise NotImplementedError
 
     @classmethod

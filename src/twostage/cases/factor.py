@@ -170,7 +170,12 @@ class FactorModel(CaseStudy):
 
     # ------------------------------------------------------------------ estimators
     @classmethod
-    def pretrain(cls, truth: Mapping[str, np.ndarray], data: Mapping[str, np.ndarray]) -> Variables:
+    def pretrain(
+        cls,
+        truth: Mapping[str, np.ndarray],
+        data: Mapping[str, np.ndarray],
+        rngs: Sequence[np.random.Generator] | None = None,
+    ) -> Variables:
         k = truth["A"].shape[1]
         lam, vec = eigh_descending(cls._covariance(data, "pre"))
         lam, u = lam[:, :k], vec[:, :, :k]
