@@ -187,7 +187,9 @@ def closed_forms_figure(risk: xr.Dataset, th: xr.Dataset) -> plt.Figure:
 
 def diagnostics_figure(risk: xr.Dataset, th: xr.Dataset) -> plt.Figure:
     laws = [str(v)[4:] for v in th.data_vars if str(v).startswith("law_") and str(v)[4:] in risk]
-    fig, axes = plt.subplots(1, len(laws) + 1, figsize=(6 * (len(laws) + 1), 4.2), squeeze=False)
+    entries = [str(v) for v in risk.data_vars if str(v).startswith("entry_var_")]
+    panels = len(laws) + len(entries) + 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.2), squeeze=False)
     i = int(np.argmax(risk["m"].values))
     for ax, var in zip(axes[0], laws, strict=False):
         sample = risk[var].values[i]
@@ -200,6 +202,19 @@ def diagnostics_figure(risk: xr.Dataset, th: xr.Dataset) -> plt.Figure:
             + (f"\nKS {float(ks[i]):.3f}" if ks is not None else ""),
             fontsize=9,
         )
+        ax.legend(fontsize=8)
+    for ax, var in zip(axes[0][len(laws) :], entries, strict=False):
+        emp = risk[var].values[i].ravel()
+        prefix = risk[var].attrs.get("predictions", "")
+        preds = [str(v) for v in th.data_vars if prefix and str(v).startswith(prefix)]
+        for j, name in enumerate(preds):
+            pred = th[name].values[i].ravel()
+            ax.scatter(emp, pred, marker="oxs+^"[j % 5], label=name[len(prefix) :])
+        top = max([emp.max()] + [th[p].values[i].max() for p in preds])
+        ax.plot([0, top], [0, top], "k:", lw=1, label="prediction = Monte Carlo")
+        ax.set_xlabel(f"Monte Carlo variance per entry (m = {int(risk['m'][i])})")
+        ax.set_ylabel("predicted variance")
+        ax.set_title(risk[var].attrs.get("long_name", var), fontsize=9)
         ax.legend(fontsize=8)
     ax = axes[0][-1]
     gap = risk["orbit_invariance_error"]

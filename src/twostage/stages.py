@@ -39,9 +39,15 @@ REPLICATE_VARS = (
     "alignment_distance",
     "descriptor_distance",
     "eigvec_error",
+    "excess_pretrain_loss",
+    "section_distance",
     "n_active",
     "converged",
     "n_iter",
+    "objective",
+    "grad_norm",
+    "best_start",
+    "n_worse_starts",
 )
 SUMMARISED = ("scaled_excess_risk", "n_rep", "n_leak", "n_var", "m_rep")
 PROBABILITIES = np.round(np.linspace(0.005, 0.995, 199), 3)
@@ -222,7 +228,11 @@ def downstream(al: xr.Dataset, sim: xr.Dataset) -> xr.Dataset:
             {"long_name": "max |change| of n Rep, n Leak, n Var under the aligning group element"},
         ),
     }
-    keep = [v for v in al.data_vars if v.startswith(TRUTH) or al[v].dims == ("replicate",)]
+    keep = [
+        v
+        for v in al.data_vars
+        if v.startswith(TRUTH) or al[v].dims == ("replicate",) or v in case.entry_diagnostics
+    ]
     ds = xr.merge([al[keep], _dataset(risk), _dataset(extra)], compat="no_conflicts", join="exact")
     ds.attrs = dict(al.attrs)
     return ds
@@ -357,6 +367,8 @@ def summarise(
     p = float(np.mean(np.abs(ds["n_var"].values - sigma2 * d_eff) > eps))
     out["p_var"], out["p_var_se"] = p, float(np.sqrt(p * (1 - p) / r))
     out["ks_critical_01"] = float(stats.kstwo.ppf(0.99, r))
+    if "converged" in ds:  # iterative estimators: non-converged replicates are counted, kept
+        out["n_not_converged"] = float(np.sum(~ds["converged"].values.astype(bool)))
     return out
 
 
@@ -412,6 +424,15 @@ def aggregate(
     ]
     for key in summaries[0]:
         data[key] = xr.Variable(("point",), np.array([s[key] for s in summaries], dtype=float))
+    # Per-entry Monte Carlo variances of the case's multi-dimensional diagnostics (e.g. the
+    # spectral off-diagonal block), when every point has the same shape.
+    for v, predictions in get_case(points[0].case).entry_diagnostics.items():
+        if all(v in ds for ds in combined) and len({ds[v].shape for ds in combined}) == 1:
+            data[f"entry_var_{v}"] = xr.Variable(
+                ("point", *combined[0][v].dims[1:]),
+                np.stack([ds[v].values.var(axis=0, ddof=1) for ds in combined]),
+                {"long_name": f"per-entry Monte Carlo variance of {v}", "predictions": predictions},
+            )
     risk = xr.Dataset(data, coords={**point_coords, "replicate": rep_index})
     attrs = {
         "case": points[0].case,
@@ -442,6 +463,10 @@ def aggregate(
                 ("point", "probability"),
                 np.stack([th[name].values for th in ths]),
                 ths[0][name].attrs,
+            )
+        elif len({th[name].shape for th in ths}) == 1:  # e.g. V, per-entry predictions
+            tdata[name] = xr.Variable(
+                ("point", *dims), np.stack([th[name].values for th in ths]), ths[0][name].attrs
             )
     theory_ds = xr.Dataset(tdata, coords={**point_coords, "probability": PROBABILITIES})
     theory_ds.attrs = dict(attrs)

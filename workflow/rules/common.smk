@@ -105,9 +105,12 @@ def _cost(rule, wildcards):
         point = _point(wildcards)
         start, stop = point.shard_range(int(wildcards.shard))
         reps = stop - start
+        d = int(point.params.get("d", 1))
+        # cost terms that grow with m d^4 (spectral: the statistic T_hat) or d^4 (its size)
+        cost["per_replicate_s"] += cost.get("per_replicate_m_d4_s", 0.0) * point.m * d**4
+        cost["per_replicate_mb"] += cost.get("per_replicate_d4_mb", 0.0) * d**4
         if point.sampling == "raw":
-            d = int(point.params.get("d", 1))
-            cost["per_replicate_mb"] += 16 * (point.m + point.n) * d / 2**20
+            cost["per_replicate_mb"] += 24 * (point.m + point.n) * d / 2**20
     elif hasattr(wildcards, "point"):
         reps = 0
     else:  # study-level rules see every replicate of every point

@@ -5,9 +5,11 @@ from __future__ import annotations
 from ..errors import ConfigError
 from ._base import CaseStudy
 from .factor import FactorModel
+from .spectral import SpectralPretraining
 
 REGISTRY: dict[str, type[CaseStudy]] = {
     FactorModel.name: FactorModel,
+    SpectralPretraining.name: SpectralPretraining,
 }
 
 
@@ -21,4 +23,4 @@ def get_case(name: str) -> type[CaseStudy]:
         ) from None
 
 
-__all__ = ["REGISTRY", "CaseStudy", "FactorModel", "get_case"]
+__all__ = ["REGISTRY", "CaseStudy", "FactorModel", "SpectralPretraining", "get_case"]

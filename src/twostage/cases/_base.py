@@ -24,6 +24,10 @@ class CaseStudy:
     #: simulate then writes only the truth, and pretrain/downstream regenerate the data
     #: from the same keyed per-replicate streams (identical numbers).
     stores_data: ClassVar[bool] = True
+    #: multi-dimensional per-replicate diagnostics of ``align`` carried to the downstream
+    #: files; their per-entry variances are summarised per point in ``risk.nc`` and drawn
+    #: against the theory variables whose names start with the given prefix
+    entry_diagnostics: ClassVar[dict[str, str]] = {}
 
     @classmethod
     def check_params(cls, params: Mapping[str, Any], prefix: str = "params") -> None:
