@@ -19,7 +19,7 @@ def run_point(
     *,
     replicates: int = 1000,
     seed: int = 20260,
-    sampling: str = "sufficient",
+    sampling: str | None = None,
     study: str = "notebook",
     ks_bootstrap: int = 200,
     p_var_tolerance: float = 0.05,
@@ -60,10 +60,11 @@ def run_point(
         "replicates": replicates,
         "shard_size": replicates,
         "seed": seed,
-        "sampling": sampling,
         "ks_bootstrap": ks_bootstrap,
         "p_var_tolerance": p_var_tolerance,
     }
+    if sampling is not None:  # else the case's default ('sufficient'; 'raw' for gmm)
+        spec["sampling"] = sampling
     (point,) = expand_study(study, spec)
     if m is not None and int(m) != point.m:
         raise ConfigError(

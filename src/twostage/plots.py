@@ -218,8 +218,12 @@ def diagnostics_figure(risk: xr.Dataset, th: xr.Dataset) -> plt.Figure:
         ax.legend(fontsize=8)
     ax = axes[0][-1]
     gap = risk["orbit_invariance_error"]
-    ax.semilogy(risk["n"].values, gap.max("replicate").values, "o")
+    ax.plot(risk["n"].values, gap.max("replicate").values, "o")
     ax.set_xscale("log")
+    ax.set_yscale("symlog", linthresh=1e-16)  # exact zeros (permutations) stay visible
+    ax.set_ylim(bottom=0)
+    ax.axhline(1e-10, color="C3", ls=":", label="tolerance 1e-10")
+    ax.legend(fontsize=8)
     ax.set_xlabel("n")
     ax.set_title("orbit invariance: max |Δ risk term| under alignment", fontsize=9)
     fig.tight_layout()

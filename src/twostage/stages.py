@@ -39,11 +39,14 @@ REPLICATE_VARS = (
     "alignment_distance",
     "descriptor_distance",
     "eigvec_error",
+    "center_error",
     "excess_pretrain_loss",
     "section_distance",
     "n_active",
     "converged",
     "n_iter",
+    "loglik",
+    "loglik_monotone",
     "objective",
     "grad_norm",
     "best_start",
@@ -150,22 +153,25 @@ def _draw(point: Point, tr: Mapping[str, np.ndarray], reps: np.ndarray, role: st
     return case.sample(tr, size, rngs, role, point.sampling)
 
 
-def _data(sim: xr.Dataset, role: str) -> dict[str, np.ndarray]:
-    """The data of a simulate output: stored, or regenerated from the same keyed streams
-    for cases that do not store them (identical numbers either way)."""
-    point = point_of(sim)
-    if get_case(point.case).stores_data:
-        return _arrays(sim, [v for v in sim.data_vars if not v.startswith(TRUTH)])
-    drawn = _draw(point, truth_of(sim), sim["replicate"].values, role)
-    return {name: arr for name, (_, arr, _) in drawn.items()}
+def _stored(sim: xr.Dataset) -> dict[str, np.ndarray]:
+    return _arrays(sim, [v for v in sim.data_vars if not v.startswith(TRUTH)])
 
 
 def pretrain(sim: xr.Dataset) -> xr.Dataset:
-    """Stage-1 estimation: representation, descriptor and diagnostics per replicate."""
+    """Stage-1 estimation: representation, descriptor and diagnostics per replicate.
+
+    Cases that do not store their data regenerate it here from the same keyed streams, a
+    chunk of replicates at a time (identical numbers, bounded memory)."""
     point = point_of(sim)
     case = get_case(point.case)
-    rngs = seeding.streams("pretrain_algorithm", sim["replicate"].values, point.words, point.seed)
-    est = _dataset(case.pretrain(truth_of(sim), _data(sim, "pretrain"), rngs))
+    reps = sim["replicate"].values
+    rngs = seeding.streams("pretrain_algorithm", reps, point.words, point.seed)
+    tr = truth_of(sim)
+    if case.stores_data:
+        est = _dataset(case.pretrain(tr, _stored(sim), rngs))
+    else:
+        data_rngs = seeding.streams("pretrain_data", reps, point.words, point.seed)
+        est = _dataset(case.pretrain_from_streams(tr, point.m, data_rngs, rngs, point.sampling))
     ds = xr.merge([_truth_vars(sim), est], compat="no_conflicts", join="exact")
     ds = ds.assign_coords(sim.coords)
     ds.attrs = dict(sim.attrs)
@@ -199,9 +205,16 @@ def downstream(al: xr.Dataset, sim: xr.Dataset) -> xr.Dataset:
         )
     case = get_case(point.case)
     tr = truth_of(al)
-    design = _data(sim, "downstream")
-    risk = case.downstream(tr, al["representation"].values, design, point.n)
-    twin = case.downstream(tr, al["representation_aligned"].values, design, point.n)
+    reps = al["replicate"].values
+
+    def fit(representation: np.ndarray) -> Variables:
+        if case.stores_data:
+            return case.downstream(tr, representation, _stored(sim), point.n)
+        rngs = seeding.streams("downstream_data", reps, point.words, point.seed)
+        return case.downstream_from_streams(tr, representation, point.n, rngs, point.sampling)
+
+    risk = fit(al["representation"].values)
+    twin = fit(al["representation_aligned"].values)
     n, m = point.n, point.m
     scaled = {
         "n_rep": n * risk["rep"][1],

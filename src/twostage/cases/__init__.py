@@ -5,11 +5,13 @@ from __future__ import annotations
 from ..errors import ConfigError
 from ._base import CaseStudy
 from .factor import FactorModel
+from .gmm import GaussianMixture
 from .spectral import SpectralPretraining
 
 REGISTRY: dict[str, type[CaseStudy]] = {
     FactorModel.name: FactorModel,
     SpectralPretraining.name: SpectralPretraining,
+    GaussianMixture.name: GaussianMixture,
 }
 
 
@@ -23,4 +25,11 @@ def get_case(name: str) -> type[CaseStudy]:
         ) from None
 
 
-__all__ = ["REGISTRY", "CaseStudy", "FactorModel", "SpectralPretraining", "get_case"]
+__all__ = [
+    "REGISTRY",
+    "CaseStudy",
+    "FactorModel",
+    "GaussianMixture",
+    "SpectralPretraining",
+    "get_case",
+]

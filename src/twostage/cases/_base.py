@@ -14,6 +14,20 @@ import numpy as np
 Variables = dict[str, tuple[tuple[str, ...], np.ndarray, dict[str, str]]]
 
 
+def _concat(parts: Sequence[Variables]) -> Variables:
+    """Concatenate per-chunk Variables along their leading replicate axis."""
+    return {
+        name: (dims, np.concatenate([p[name][1] for p in parts], axis=0), attrs)
+        for name, (dims, _, attrs) in parts[0].items()
+    }
+
+
+def _chunks(total: int, per_replicate: int, max_floats: int) -> list[tuple[int, int]]:
+    """Replicate ranges holding at most ``max_floats`` numbers of data each."""
+    size = max(1, int(max_floats) // max(1, per_replicate))
+    return [(a, min(a + size, total)) for a in range(0, total, size)]
+
+
 class CaseStudy:
     """Interface of a case study (see ``design.md``). All methods are class methods."""
 
@@ -62,6 +76,52 @@ class CaseStudy:
 
         ``rngs`` are per-replicate streams for randomised algorithms (e.g. EM starts)."""
         raise NotImplementedError
+
+    # -------------------------------------------------- cases that do not store their data
+    @classmethod
+    def floats_per_sample(cls, truth: Mapping[str, np.ndarray]) -> int:
+        """Numbers per raw sample (e.g. d), to bound memory when ``stores_data`` is False."""
+        raise NotImplementedError
+
+    @classmethod
+    def pretrain_from_streams(
+        cls,
+        truth: Mapping[str, np.ndarray],
+        m: int,
+        data_rngs: Sequence[np.random.Generator],
+        algorithm_rngs: Sequence[np.random.Generator],
+        sampling: str = "raw",
+        max_floats: int = 2**24,
+    ) -> Variables:
+        """:meth:`sample` (role 'pretrain') then :meth:`pretrain`, a chunk of replicates at
+        a time (at most ``max_floats`` data values in memory), from fresh keyed generators.
+        Identical to one call on all replicates (every replicate draws from its own
+        stream)."""
+        parts = []
+        for a, b in _chunks(len(data_rngs), m * cls.floats_per_sample(truth), max_floats):
+            data = cls.sample(truth, m, data_rngs[a:b], "pretrain", sampling)
+            arrays = {name: arr for name, (_, arr, _) in data.items()}
+            parts.append(cls.pretrain(truth, arrays, rngs=algorithm_rngs[a:b]))
+        return _concat(parts)
+
+    @classmethod
+    def downstream_from_streams(
+        cls,
+        truth: Mapping[str, np.ndarray],
+        representation: np.ndarray,
+        n: int,
+        data_rngs: Sequence[np.random.Generator],
+        sampling: str = "raw",
+        max_floats: int = 2**24,
+    ) -> Variables:
+        """:meth:`sample` (role 'downstream') then :meth:`downstream`, a chunk of
+        replicates at a time, from fresh keyed generators."""
+        parts = []
+        for a, b in _chunks(len(data_rngs), n * cls.floats_per_sample(truth), max_floats):
+            data = cls.sample(truth, n, data_rngs[a:b], "downstream", sampling)
+            arrays = {name: arr for name, (_, arr, _) in data.items()}
+            parts.append(cls.downstream(truth, representation[a:b], arrays, n))
+        return _concat(parts)
 
     @classmethod
     def align(
