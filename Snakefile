@@ -8,7 +8,12 @@
 #   simulate -> pretrain -> align -> downstream -> risk (+ theory) -> figures
 
 
-configfile: "config/config.yaml"
+# The embedded default study, unless a study is given with --configfile (Snakemake would
+# otherwise merge the two).
+if not config.get("studies"):
+
+    configfile: "config/config.yaml"
+
 
 
 include: "workflow/rules/common.smk"
@@ -18,6 +23,7 @@ include: "workflow/rules/align.smk"
 include: "workflow/rules/downstream.smk"
 include: "workflow/rules/theory.smk"
 include: "workflow/rules/risk.smk"
+include: "workflow/rules/sweep.smk"
 include: "workflow/rules/figures.smk"
 
 

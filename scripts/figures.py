@@ -1,6 +1,7 @@
 #!/usr/bin/env python
-"""Figures of a study, drawn from its aggregated results only (risk.nc and theory.nc),
-plus a CSV table of the per-point summaries."""
+"""Figures of a study, drawn from its aggregated results only: risk.nc and theory.nc
+(Monte Carlo studies, plus a CSV table of the per-point summaries), or sweep.nc
+(theory-only studies, plus a CSV table of E||L(Z)||^2 and the fit)."""
 
 from __future__ import annotations
 
@@ -11,25 +12,42 @@ from twostage import cli
 
 def main(argv=None) -> None:
     p = cli.parser("figures.py", __doc__)
-    p.add_argument("--risk", type=Path, required=True, help="aggregated risk.nc of a study")
-    p.add_argument("--theory", type=Path, required=True, help="aggregated theory.nc of the study")
+    p.add_argument("--risk", type=Path, help="aggregated risk.nc of a study")
+    p.add_argument("--theory", type=Path, help="aggregated theory.nc of the study")
+    p.add_argument("--sweep", type=Path, help="sweep.nc of a theory-only study")
     p.add_argument("--outdir", type=Path, required=True, help="folder for the PNG figures")
     p.add_argument("--table", type=Path, help="also write the per-point summary table (CSV)")
+    p.add_argument("--reference", default="null", help="paper values to overlay (JSON mapping)")
     p.add_argument(
         "--max-panels", type=int, default=4, help="at most this many n values per CDF panel"
     )
     args = p.parse_args(argv)
-    from twostage import io, plots, stages
-
-    risk = io.read_dataset(args.risk, "risk")
-    theory = io.read_dataset(args.theory, "theory_summary")
+    if bool(args.sweep) == bool(args.risk or args.theory) or bool(args.risk) != bool(args.theory):
+        p.error("give --risk and --theory, or --sweep")
     if args.max_panels < 1:
         p.error("--max-panels must be >= 1")
-    for path in plots.draw_all(risk, theory, args.outdir, args.max_panels):
+    import json
+
+    from twostage import io, plots, stages
+
+    try:
+        reference = json.loads(args.reference)
+    except json.JSONDecodeError:
+        p.error(f"--reference must be JSON; got {args.reference!r}")
+    if args.sweep:
+        sw = io.read_dataset(args.sweep, "sweep")
+        paths = plots.draw_sweep(sw, args.outdir, reference)
+        table = sw[[v for v in sw.data_vars if sw[v].dims == ("point",)]].to_dataframe()
+    else:
+        risk = io.read_dataset(args.risk, "risk")
+        theory = io.read_dataset(args.theory, "theory_summary")
+        paths = plots.draw_all(risk, theory, args.outdir, args.max_panels, reference)
+        table = stages.summary_table(risk)
+    for path in paths:
         print(path)
     if args.table:
         with io.atomic_path(args.table) as tmp:
-            stages.summary_table(risk).to_csv(tmp)
+            table.to_csv(tmp)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def test_message_says_what_was_expected():
     with pytest.raises(
         ConfigError, match=r"studies\.s\.replicates.*expected: Number of Monte Carlo"
     ):
-        validate_config(with_("studies.s.replicates", 0))
+        validate_config(with_("studies.s.replicates", -1))
 
 
 def test_point_ids_do_not_depend_on_order_or_number_spelling():

@@ -89,3 +89,26 @@ def test_figures_are_redrawn_after_deleting_all_but_aggregated_files(tiny_run):
     res = snakemake(tiny_run, "figures", "--cores", "1", "--configfile", str(TINY))
     assert _jobs(res) == {"plot", "figures"}, res.stdout + res.stderr
     assert sorted(p.name for p in (study / "figures").iterdir())[0] == "cdf.png"
+
+
+def test_theory_only_sweep_with_fit_and_reference(tmp_path):
+    """replicates: 0 makes a study a sweep of the limit: no simulation jobs, one sweep.nc
+    with the fit and its R^2, and a figure with the reference values beside ours."""
+    cfg = tmp_path / "sweep.yaml"
+    cfg.write_text(
+        "studies:\n"
+        "  ks:\n"
+        "    case: gmm\n"
+        "    replicates: 0\n"
+        "    fit: quadratic\n"
+        "    params: {d: 6, theta_norm: 1.0, population_size: 20000, fisher_size: 20000}\n"
+        "    grid: {K: [2, 3, 4, 5]}\n"
+        "    reference: {K: [2, 4], mean_L2: [0.009, 0.031]}\n"
+    )
+    res = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg))
+    jobs = _jobs(res)
+    assert jobs == {"theory", "sweep", "plot_sweep", "all"}, jobs
+    sw = _open(tmp_path / "results/ks/sweep.nc")
+    assert sw.attrs["swept"] == "K" and list(sw["x"].values) == [2, 3, 4, 5]
+    assert 0.9 < float(sw.attrs["fit_r2"]) <= 1.0
+    assert (tmp_path / "results/ks/figures/sweep.png").is_file()

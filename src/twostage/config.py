@@ -295,7 +295,7 @@ def expand_config(config: Mapping[str, Any]) -> dict[str, list[Point]]:
 
 
 #: Study keys used only by the aggregation and figures (not part of any point).
-SETTINGS = ("p_var_tolerance", "ks_bootstrap", "cdf_panels")
+SETTINGS = ("p_var_tolerance", "ks_bootstrap", "cdf_panels", "fit", "reference")
 
 
 def study_settings(study: Mapping[str, Any]) -> dict[str, Any]:

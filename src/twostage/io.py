@@ -19,7 +19,16 @@ from .errors import InputFileError
 
 ENGINE = "h5netcdf"
 COMPRESSION = {"zlib": True, "complevel": 4, "shuffle": True}
-STAGES = ("simulate", "pretrain", "align", "downstream", "theory", "risk", "theory_summary")
+STAGES = (
+    "simulate",
+    "pretrain",
+    "align",
+    "downstream",
+    "theory",
+    "risk",
+    "theory_summary",
+    "sweep",
+)
 
 
 @lru_cache(maxsize=1)

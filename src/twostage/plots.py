@@ -87,7 +87,7 @@ def cdf_figure(risk: xr.Dataset, th: xr.Dataset, max_panels: int = 4) -> plt.Fig
     return fig
 
 
-def convergence_figure(risk: xr.Dataset) -> plt.Figure:
+def convergence_figure(risk: xr.Dataset, reference: dict | None = None) -> plt.Figure:
     rows = []
     for i in range(risk.sizes["point"]):
         for metric, var in (
@@ -129,6 +129,8 @@ def convergence_figure(risk: xr.Dataset) -> plt.Figure:
                 "k:",
                 label="KS 1% critical value",
             )
+        column = {"KS total": "ks_total", "KS pre-training": "ks_pre"}.get(metric, "p_var")
+        _reference(ax, reference, "n", column)
         ax.set_xscale("log")
         ax.set_xlabel("n")
         ax.set_title(metric + ("  (ε = tol·σ² d_eff)" if metric == "p_var" else ""))
@@ -230,8 +232,62 @@ def diagnostics_figure(risk: xr.Dataset, th: xr.Dataset) -> plt.Figure:
     return fig
 
 
+def _reference(ax, reference: dict | None, x: str, y: str) -> None:
+    """Overlay values read off the paper's figure, when given for these columns."""
+    if reference and x in reference and y in reference:
+        ax.plot(reference[x], reference[y], "k*", ms=9, label=reference.get("label", "paper"))
+
+
+def sweep_figure(sw: xr.Dataset, reference: dict | None = None) -> plt.Figure:
+    """E||L(Z)||^2 against the swept parameter, with the fitted curve and R^2."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    x, y = sw["x"].values, sw["mean_L2"].values
+    name = sw.attrs.get("swept", "x")
+    if "mean_L2_se" in sw:
+        ax.errorbar(
+            x, y, yerr=2 * sw["mean_L2_se"].values, fmt="o", capsize=3, label="twostage (±2 s.e.)"
+        )
+    else:
+        ax.plot(x, y, "o", label="twostage")
+    if "fit_mean_L2" in sw:
+        r2 = sw.attrs.get("fit_r2")
+        extra = f", R² log {sw.attrs['fit_r2_log']:.3f}" if "fit_r2_log" in sw.attrs else ""
+        ax.plot(
+            x, sw["fit_mean_L2"].values, "C1-", label=f"{sw.attrs['fit']} fit (R² {r2:.3f}{extra})"
+        )
+    _reference(ax, reference, name, "mean_L2")
+    if sw.attrs.get("fit") == "power" or (x.min() > 0 and x.max() / x.min() > 10):
+        ax.set_xscale("log")
+    if sw.attrs.get("fit") == "power":
+        ax.set_yscale("log")
+    ax.set_xlabel(name)
+    ax.set_ylabel("E ‖L(Z)‖²")
+    ax.set_title(f"{sw.attrs.get('study')}: E‖L(Z)‖² against {name}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def draw_sweep(sw: xr.Dataset, outdir: str | Path, reference: dict | None = None) -> list[Path]:
+    from .io import atomic_path
+
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    sns.set_theme(style="whitegrid", context="paper")
+    fig = sweep_figure(sw, reference)
+    path = outdir / "sweep.png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+    return [path]
+
+
 def draw_all(
-    risk: xr.Dataset, th: xr.Dataset, outdir: str | Path, max_panels: int = 4
+    risk: xr.Dataset,
+    th: xr.Dataset,
+    outdir: str | Path,
+    max_panels: int = 4,
+    reference: dict | None = None,
 ) -> list[Path]:
     """Draw every figure into ``outdir`` (PNG, written atomically); return the paths."""
     from .io import atomic_path
@@ -241,7 +297,7 @@ def draw_all(
     sns.set_theme(style="whitegrid", context="paper")
     makers = {
         "cdf": lambda: cdf_figure(risk, th, max_panels),
-        "convergence": lambda: convergence_figure(risk),
+        "convergence": lambda: convergence_figure(risk, reference),
         "closed_forms": lambda: closed_forms_figure(risk, th),
         "diagnostics": lambda: diagnostics_figure(risk, th),
     }

@@ -459,6 +459,17 @@ def aggregate(
     attrs["config_sha256"] = hashlib.sha256(attrs["points"].encode()).hexdigest()
     risk.attrs = attrs
 
+    theory_ds = aggregate_theory(points, ths)
+    theory_ds.attrs = dict(attrs)
+    return risk, theory_ds
+
+
+def aggregate_theory(points: Sequence[Point], ths: Sequence[xr.Dataset]) -> xr.Dataset:
+    """The limits of several points in one dataset (dims point, term, probability, ...).
+
+    Weight vectors of different lengths are padded with zeros (harmless for a generalized
+    chi-square); other non-scalar variables are kept when every point has the same shape.
+    """
     q = max(th.sizes.get("term", 0) for th in ths)
     tdata: dict[str, Any] = {}
     for name in ths[0].data_vars:
@@ -471,19 +482,85 @@ def aggregate(
                 np.stack([np.pad(th[name].values, (0, q - th.sizes["term"])) for th in ths]),
                 ths[0][name].attrs,
             )
-        elif dims == ("probability",):
-            tdata[name] = xr.Variable(
-                ("point", "probability"),
-                np.stack([th[name].values for th in ths]),
-                ths[0][name].attrs,
-            )
-        elif len({th[name].shape for th in ths}) == 1:  # e.g. V, per-entry predictions
+        elif len({th[name].shape for th in ths}) == 1:
             tdata[name] = xr.Variable(
                 ("point", *dims), np.stack([th[name].values for th in ths]), ths[0][name].attrs
             )
-    theory_ds = xr.Dataset(tdata, coords={**point_coords, "probability": PROBABILITIES})
-    theory_ds.attrs = dict(attrs)
-    return risk, theory_ds
+    return xr.Dataset(tdata, coords={**_point_coords(points), "probability": PROBABILITIES})
+
+
+#: Fitted curves of theory-only sweeps: name -> (design matrix of x, transform of y, inverse)
+FITS = ("quadratic", "log", "power")
+
+
+def fit_curve(x: np.ndarray, y: np.ndarray, kind: str) -> dict[str, Any]:
+    """Least-squares fit of y against x, with R^2 on the original scale.
+
+    'quadratic': y = a x^2 + b x + c; 'log': y = a + b log x; 'power': y = C x^p, fitted
+    by least squares on (log x, log y) (R^2 also reported on the log scale).
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if kind == "quadratic":
+        coef = np.polyfit(x, y, 2)
+        pred, names = np.polyval(coef, x), ["a", "b", "c"]
+    elif kind == "log":
+        b, a = np.polyfit(np.log(x), y, 1)
+        coef, pred, names = np.array([a, b]), a + b * np.log(x), ["a", "b"]
+    elif kind == "power":
+        p, log_c = np.polyfit(np.log(x), np.log(y), 1)
+        coef, pred, names = np.array([np.exp(log_c), p]), np.exp(log_c) * x**p, ["C", "p"]
+    else:
+        raise ValueError(f"fit must be one of {FITS}; got {kind!r}")
+    out = {"kind": kind, "names": names, "coef": coef, "pred": pred, "r2": _r2(y, pred)}
+    if kind == "power":
+        out["r2_log"] = _r2(np.log(y), np.log(pred))
+    return out
+
+
+def _r2(y: np.ndarray, pred: np.ndarray) -> float:
+    return float(1.0 - np.sum((y - pred) ** 2) / np.sum((y - y.mean()) ** 2))
+
+
+def sweep(theories: Sequence[xr.Dataset], fit: str = "none") -> xr.Dataset:
+    """A theory-only study: E||L(Z)||^2 (with its Monte Carlo s.e. when the case gives one)
+    against the one grid parameter that varies, with the fitted curve and its R^2."""
+    points = [point_of(th) for th in theories]
+    order = sorted(range(len(points)), key=lambda i: points[i].point_id)
+    varying = [
+        k
+        for k, v in points[0].params.items()
+        if isinstance(v, int | float) and len({p.params[k] for p in points}) > 1
+    ]
+    if len(varying) != 1:
+        raise InputFileError(
+            f"a sweep varies exactly one numeric parameter; these points vary {varying}"
+        )
+    x_name = varying[0]
+    order = sorted(order, key=lambda i: points[i].params[x_name])
+    points = [points[i] for i in order]
+    ds = aggregate_theory(points, [theories[i] for i in order])
+    ds = ds.assign_coords(x=("point", np.array([p.params[x_name] for p in points], float)))
+    ds["x"].attrs["long_name"] = x_name
+    attrs: dict[str, Any] = {
+        "case": points[0].case,
+        "study": points[0].study,
+        "seed": points[0].seed,
+        "swept": x_name,
+        "points": seeding.canonical_json([p.to_json() for p in points]),
+        "fit": fit,
+    }
+    if fit != "none":
+        res = fit_curve(ds["x"].values, ds["mean_L2"].values, fit)
+        ds["fit_mean_L2"] = xr.Variable(("point",), res["pred"], {"long_name": f"{fit} fit"})
+        attrs["fit_coef"] = seeding.canonical_json(
+            dict(zip(res["names"], map(float, res["coef"]), strict=True))
+        )
+        attrs["fit_r2"] = res["r2"]
+        if "r2_log" in res:
+            attrs["fit_r2_log"] = res["r2_log"]
+    attrs["config_sha256"] = hashlib.sha256(attrs["points"].encode()).hexdigest()
+    ds.attrs = attrs
+    return ds
 
 
 def _sort_key(point: Point) -> tuple:

@@ -1,5 +1,6 @@
 # Validation, sweep expansion and input functions (the only place that reads config).
 
+import json
 import math
 import os
 from pathlib import Path
@@ -79,15 +80,33 @@ def cdf_panels(wildcards):
     return SETTINGS[wildcards.study]["cdf_panels"]
 
 
+def sweep_fit(wildcards):
+    return SETTINGS[wildcards.study]["fit"]
+
+
+def reference_json(wildcards):
+    return json.dumps(SETTINGS[wildcards.study]["reference"], sort_keys=True)
+
+
+def is_sweep(study):
+    """Theory-only studies (replicates: 0) have no simulation, only the limit over the grid."""
+    return all(p.replicates == 0 for p in POINTS[study])
+
+
 def script(name):
     """Path of a stage script, relative to the working directory (stable across runs)."""
     return os.path.relpath(SCRIPTS / f"{name}.py")
 
 
 def all_figures():
-    return [f"results/{s}/figures/{name}.png" for s in POINTS for name in FIGURES] + [
-        f"results/{s}/summary.csv" for s in POINTS
-    ]
+    out = []
+    for s in POINTS:
+        if is_sweep(s):
+            out += [f"results/{s}/figures/sweep.png", f"results/{s}/sweep.csv"]
+        else:
+            out += [f"results/{s}/figures/{name}.png" for name in FIGURES]
+            out.append(f"results/{s}/summary.csv")
+    return out
 
 
 # ---------------------------------------------------------------- cluster resources

@@ -13,6 +13,7 @@ rule plot:
         script=script("figures"),
         outdir="results/{study}/figures",
         panels=cdf_panels,
+        reference=reference_json,
     resources:
         runtime=runtime_minutes("plot"),
         mem_mb=memory_mb("plot"),
@@ -26,7 +27,7 @@ rule plot:
     shell:
         "python {params.script} --risk {input.risk} --theory {input.theory} "
         "--outdir {params.outdir} --table {output.table} --max-panels {params.panels} "
-        "> {log} 2>&1"
+        "--reference {params.reference:q} > {log} 2>&1"
 
 
 rule figures:

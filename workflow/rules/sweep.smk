@@ -1,0 +1,49 @@
+# Theory-only studies (replicates: 0): the limit over the grid, a fit, and one figure.
+
+
+rule sweep:
+    input:
+        theory=study_theory,
+    output:
+        "results/{study}/sweep.nc",
+    params:
+        script=script("sweep"),
+        fit=sweep_fit,
+    resources:
+        runtime=runtime_minutes("risk"),
+        mem_mb=memory_mb("risk"),
+        cpus_per_task=1,
+    log:
+        "results/{study}/logs/sweep.log",
+    benchmark:
+        "results/{study}/benchmarks/sweep.tsv"
+    conda:
+        "../../envs/twostage.yaml"
+    shell:
+        "python {params.script} --theory {input.theory} --fit {params.fit} --out {output} "
+        "> {log} 2>&1"
+
+
+rule plot_sweep:
+    input:
+        "results/{study}/sweep.nc",
+    output:
+        figure="results/{study}/figures/sweep.png",
+        table="results/{study}/sweep.csv",
+    params:
+        script=script("figures"),
+        outdir="results/{study}/figures",
+        reference=reference_json,
+    resources:
+        runtime=runtime_minutes("plot"),
+        mem_mb=memory_mb("plot"),
+        cpus_per_task=1,
+    log:
+        "results/{study}/logs/plot_sweep.log",
+    benchmark:
+        "results/{study}/benchmarks/plot_sweep.tsv"
+    conda:
+        "../../envs/twostage.yaml"
+    shell:
+        "python {params.script} --sweep {input} --outdir {params.outdir} "
+        "--table {output.table} --reference {params.reference:q} > {log} 2>&1"
