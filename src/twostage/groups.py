@@ -47,6 +47,36 @@ def random_orthogonal(k: int, rng: np.random.Generator) -> np.ndarray:
     return ortho_group.rvs(k, random_state=rng)
 
 
+def alignment_variables(
+    aligned: np.ndarray,
+    g: np.ndarray,
+    distance: np.ndarray,
+    rep_dims: tuple[str, str],
+    target: str,
+    group: str,
+) -> dict:
+    """The alignment stage's standard variables ``representation_aligned`` (dims
+    ``("replicate", *rep_dims)``), ``group_element`` and ``alignment_distance``, as
+    ``{name: (dims, array, attrs)}``."""
+    return {
+        "representation_aligned": (
+            ("replicate", *rep_dims),
+            aligned,
+            {"long_name": f"representative aligned to {target} by {group}"},
+        ),
+        "group_element": (
+            ("replicate", "component", "component_"),
+            g,
+            {"long_name": f"the {group} element applied by the alignment"},
+        ),
+        "alignment_distance": (
+            ("replicate",),
+            distance,
+            {"long_name": f"Frobenius distance to {target} after alignment"},
+        ),
+    }
+
+
 class OrthogonalGroup:
     """O(k) acting on representatives ``A`` of shape (d, k) by ``A -> A Q``."""
 

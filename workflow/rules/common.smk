@@ -9,6 +9,7 @@ import yaml
 
 from snakemake.utils import validate
 
+from twostage.cases import get_case
 from twostage.config import expand_config, study_settings, validate_config
 from twostage.errors import ConfigError
 from twostage.plots import FIGURES
@@ -125,10 +126,11 @@ def _cost(rule, wildcards):
         start, stop = point.shard_range(int(wildcards.shard))
         reps = stop - start
         d = int(point.params.get("d", 1))
-        # cost terms that grow with m d^4 (spectral: the statistic T_hat) or d^4 (its size)
+        # cost terms that grow with m (EM), m d^4 (spectral: the statistic T_hat) or d^4
+        cost["per_replicate_s"] += cost.get("per_replicate_m_s", 0.0) * point.m
         cost["per_replicate_s"] += cost.get("per_replicate_m_d4_s", 0.0) * point.m * d**4
         cost["per_replicate_mb"] += cost.get("per_replicate_d4_mb", 0.0) * d**4
-        if point.sampling == "raw":
+        if point.sampling == "raw" and get_case(point.case).stores_data:
             cost["per_replicate_mb"] += 24 * (point.m + point.n) * d / 2**20
     elif hasattr(wildcards, "point"):
         reps = 0

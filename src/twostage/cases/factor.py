@@ -21,11 +21,12 @@ import numpy as np
 from scipy import stats
 
 from ..errors import ConfigError
-from ..groups import OrthogonalGroup, random_orthogonal
+from ..groups import OrthogonalGroup, alignment_variables, random_orthogonal
 from ..limits import directional_derivatives, gchisq_weights, gram, sandwich
-from ..linalg import eigh_descending, pinv_psd, psd_sqrt, sym
+from ..linalg import eigh_descending, psd_sqrt
 from ..manifolds import FixedRankPSD
 from ._base import CaseStudy, Variables
+from ._linear import population_fit, risk_variables
 
 F, C, F_ = "feature", "component", "feature_"
 
@@ -47,21 +48,8 @@ def features(rep: np.ndarray) -> np.ndarray:
 def population_residual(
     truth: Mapping[str, np.ndarray], feat: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Population least-squares fit of f* on the features ``F x``.
-
-    Returns
-    -------
-    residual : ndarray of shape (..., d), coefficients r of ``e(x) = r^T x = f*(x) - (Pi f*)(x)``
-    sigma : ndarray of shape (..., k, k), ``Sigma(Omega) = F Sigma_x F^T``
-    sigma_pinv : ndarray of shape (..., k, k)
-    theta : ndarray of shape (..., k), population coefficients ``Sigma^+ F Sigma_x w*``
-    """
-    sx, w = truth["Sigma_x"], truth["w_star"]
-    sigma = sym(feat @ sx @ np.swapaxes(feat, -1, -2))
-    sigma_pinv, _ = pinv_psd(sigma)
-    theta = (sigma_pinv @ (feat @ (sx @ w))[..., None])[..., 0]
-    residual = w - (np.swapaxes(feat, -1, -2) @ theta[..., None])[..., 0]
-    return residual, sigma, sigma_pinv, theta
+    """Population fit of f* on the features ``F x`` (see :func:`._linear.population_fit`)."""
+    return population_fit(truth["Sigma_x"], truth["w_star"], feat)
 
 
 class FactorModel(CaseStudy):
@@ -209,21 +197,7 @@ class FactorModel(CaseStudy):
         u_aligned, _, u_dist = OrthogonalGroup.align(est["eigenvectors"], truth["U1"])
         m_err = est["descriptor"] - truth["M_star"]
         return {
-            "representation_aligned": (
-                ("replicate", F, C),
-                aligned,
-                {"long_name": "representative aligned to A* by O(k) Procrustes"},
-            ),
-            "group_element": (
-                ("replicate", C, "component_"),
-                g,
-                {"long_name": "Q in O(k) with representation_aligned = representation Q"},
-            ),
-            "alignment_distance": (
-                ("replicate",),
-                dist,
-                {"long_name": "||A_hat Q - A*||_F after alignment"},
-            ),
+            **alignment_variables(aligned, g, dist, (F, C), "A*", "O(k) Procrustes (A Q)"),
             "eigvec_error": (
                 ("replicate",),
                 m * u_dist**2,
@@ -245,29 +219,9 @@ class FactorModel(CaseStudy):
         n: int,
     ) -> Variables:
         s_n = cls._covariance(design, "down")
-        feat = features(representation)
-        residual, sigma, _, theta = population_residual(truth, feat)
-        rep = np.einsum("ri,ij,rj->r", residual, truth["Sigma_x"], residual)
-        sigma_n = sym(feat @ s_n @ np.swapaxes(feat, -1, -2))
-        sigma_n_pinv, rank_n = pinv_psd(sigma_n)
-        theta_e = (sigma_n_pinv @ feat @ s_n @ residual[..., None])[..., 0]
-        leak = np.einsum("ri,rij,rj->r", theta_e, sigma, theta_e)
-        var = float(truth["sigma2"]) / n * np.einsum("rij,rji->r", sigma, sigma_n_pinv)
-        return {
-            "coef": (
-                ("replicate", C),
-                theta + theta_e,
-                {"long_name": "min-norm OLS coefficient averaged over label noise"},
-            ),
-            "rep": (("replicate",), rep, {"long_name": "representation error Rep(Omega_hat)"}),
-            "leak": (("replicate",), leak, {"long_name": "leakage term Leak_n(Omega_hat)"}),
-            "var": (
-                ("replicate",),
-                var,
-                {"long_name": "variance term sigma^2 tr(Sigma Sigma_n^+)/n"},
-            ),
-            "d_eff_n": (("replicate",), rank_n.astype(np.int64), {"long_name": "rank Sigma_n"}),
-        }
+        return risk_variables(
+            truth["Sigma_x"], truth["w_star"], truth["sigma2"], features(representation), s_n, n
+        )
 
     # ------------------------------------------------------------------ theory
     @classmethod

@@ -39,11 +39,12 @@ import numpy as np
 from scipy import stats
 
 from ..errors import ConfigError
-from ..groups import OrthogonalGroup
+from ..groups import OrthogonalGroup, alignment_variables
 from ..limits import directional_derivatives, gchisq_weights, gram, sandwich
-from ..linalg import pinv_psd, psd_sqrt, sym
+from ..linalg import psd_sqrt, sym
 from ..manifolds import FixedRankPSD
 from ._base import CaseStudy, Variables
+from ._linear import population_fit, risk_variables
 
 F, C, F_ = "feature", "component", "feature_"
 #: dimension of the d - k directions orthogonal to range(M*)
@@ -342,23 +343,10 @@ def projector_derivative(geo: FixedRankPSD, xi: np.ndarray) -> np.ndarray:
 def population_residual(
     truth: Mapping[str, np.ndarray], rep: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Population least-squares fit of f* on the features ``phi = rep^T x``, x ~ N(0, I).
-
-    Returns
-    -------
-    residual : ndarray of shape (..., d), r with ``e(x) = r^T x = (I - P) m*``, P the
-        projector onto range(rep) = range(M); ``||e||^2_{L2} = ||r||^2``
-    sigma : ndarray of shape (..., k, k), ``Sigma(Omega) = rep^T rep``
-    sigma_pinv : ndarray of shape (..., k, k)
-    theta : ndarray of shape (..., k), population coefficients ``Sigma^+ rep^T m*``
-    """
+    """Population fit of f* on ``phi = rep^T x``, x ~ N(0, I): residual ``(I - P) m*``
+    (P the projector onto range(rep)), ``Sigma = rep^T rep``, its pseudo-inverse, theta."""
     m_star = truth["m_star"]
-    rep_t = np.swapaxes(rep, -1, -2)
-    sigma = sym(rep_t @ rep)
-    sigma_pinv, _ = pinv_psd(sigma)
-    theta = (sigma_pinv @ (rep_t @ m_star)[..., None])[..., 0]
-    residual = m_star - (rep @ theta[..., None])[..., 0]
-    return residual, sigma, sigma_pinv, theta
+    return population_fit(np.eye(len(m_star)), m_star, np.swapaxes(rep, -1, -2))
 
 
 def score_covariance(
@@ -709,21 +697,7 @@ class SpectralPretraining(CaseStudy):
         section = canonical_section(m_hat, truth["U1"], k)
         offdiag = np.sqrt(m) * np.swapaxes(truth["U2"], -1, -2) @ m_hat @ truth["U1"]
         return {
-            "representation_aligned": (
-                ("replicate", F, C),
-                aligned,
-                {"long_name": "representative aligned to A*^T by O(k) Procrustes"},
-            ),
-            "group_element": (
-                ("replicate", C, "component_"),
-                g,
-                {"long_name": "Q in O(k) with representation_aligned = representation Q"},
-            ),
-            "alignment_distance": (
-                ("replicate",),
-                dist,
-                {"long_name": "||A_hat^T Q - A*^T||_F after alignment"},
-            ),
+            **alignment_variables(aligned, g, dist, (F, C), "A*^T", "O(k) Procrustes (A^T Q)"),
             "representation_section": (
                 ("replicate", F, C),
                 section,
@@ -760,33 +734,17 @@ class SpectralPretraining(CaseStudy):
         n: int,
     ) -> Variables:
         s_n = cls._design(design)
-        residual, sigma, _, theta = population_residual(truth, representation)
-        rep_term = np.einsum("ri,ri->r", residual, residual)
-        feat = np.swapaxes(representation, -1, -2)  # phi = A_hat x
-        sigma_n = sym(feat @ s_n @ representation)
-        sigma_n_pinv, rank_n = pinv_psd(sigma_n)
-        theta_e = (sigma_n_pinv @ feat @ s_n @ residual[..., None])[..., 0]
-        leak = np.einsum("ri,rij,rj->r", theta_e, sigma, theta_e)
-        var = float(truth["sigma2"]) / n * np.einsum("rij,rji->r", sigma, sigma_n_pinv)
-        return {
-            "coef": (
-                ("replicate", C),
-                theta + theta_e,
-                {"long_name": "min-norm OLS coefficient averaged over label noise"},
-            ),
-            "rep": (
-                ("replicate",),
-                rep_term,
-                {"long_name": "representation error Rep = ||(I - P_hat) m*||^2"},
-            ),
-            "leak": (("replicate",), leak, {"long_name": "leakage term Leak_n(Omega_hat)"}),
-            "var": (
-                ("replicate",),
-                var,
-                {"long_name": "variance term sigma^2 tr(Sigma Sigma_n^+)/n"},
-            ),
-            "d_eff_n": (("replicate",), rank_n.astype(np.int64), {"long_name": "rank Sigma_n"}),
-        }
+        eye = np.eye(s_n.shape[-1])
+        feat = np.swapaxes(representation, -1, -2)  # phi = A_hat x, Sigma_down = I
+        return risk_variables(
+            eye,
+            truth["m_star"],
+            truth["sigma2"],
+            feat,
+            s_n,
+            n,
+            rep_name="representation error Rep = ||(I - P_hat) m*||^2",
+        )
 
     # ------------------------------------------------------------------ theory
     @classmethod

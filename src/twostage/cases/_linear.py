@@ -1,0 +1,78 @@
+"""Exact risk of min-norm OLS on linear features ``phi(x) = F x`` for Gaussian designs.
+
+Shared by the case studies whose representation is linear (factor model, spectral
+pre-training): with ``x ~ N(0, Sigma_x)``, ``f*(x) = w*^T x`` and the downstream design
+entering only through ``S_n = X^T X / n``, the exact conditional risk decomposition of
+Prop. B.1 is
+
+* population fit: ``Sigma = F Sigma_x F^T``, ``theta = Sigma^+ F Sigma_x w*``, residual
+  ``r = w* - F^T theta`` (``e(x) = r^T x``), ``Rep = r^T Sigma_x r``;
+* ``Sigma_n = F S_n F^T``, ``theta_e = Sigma_n^+ F S_n r``, ``Leak = theta_e^T Sigma theta_e``;
+* ``Var = sigma^2 tr(Sigma Sigma_n^+) / n``.
+
+Pseudo-inverses and ``d_eff_n = rank Sigma_n`` share numpy's rank tolerance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..linalg import pinv_psd, sym
+from ._base import Variables
+
+C = "component"
+
+
+def population_fit(
+    sigma_x: np.ndarray, w_star: np.ndarray, feat: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Population least-squares fit of ``f*(x) = w*^T x`` on the features ``F x``.
+
+    Parameters
+    ----------
+    sigma_x : ndarray of shape (d, d)
+    w_star : ndarray of shape (d,)
+    feat : ndarray of shape (..., k, d)
+
+    Returns
+    -------
+    residual : ndarray of shape (..., d), r with ``e(x) = r^T x``
+    sigma : ndarray of shape (..., k, k), ``F Sigma_x F^T``
+    sigma_pinv : ndarray of shape (..., k, k)
+    theta : ndarray of shape (..., k)
+    """
+    sigma = sym(feat @ sigma_x @ np.swapaxes(feat, -1, -2))
+    sigma_pinv, _ = pinv_psd(sigma)
+    theta = (sigma_pinv @ (feat @ (sigma_x @ w_star))[..., None])[..., 0]
+    residual = w_star - (np.swapaxes(feat, -1, -2) @ theta[..., None])[..., 0]
+    return residual, sigma, sigma_pinv, theta
+
+
+def risk_variables(
+    sigma_x: np.ndarray,
+    w_star: np.ndarray,
+    sigma2: float,
+    feat: np.ndarray,
+    s_n: np.ndarray,
+    n: int,
+    rep_name: str = "representation error Rep(Omega_hat)",
+) -> Variables:
+    """``coef``, ``rep``, ``leak``, ``var``, ``d_eff_n`` per replicate (see module doc)."""
+    residual, sigma, _, theta = population_fit(sigma_x, w_star, feat)
+    rep = np.einsum("ri,ij,rj->r", residual, sigma_x, residual)
+    sigma_n = sym(feat @ s_n @ np.swapaxes(feat, -1, -2))
+    sigma_n_pinv, rank_n = pinv_psd(sigma_n)
+    theta_e = (sigma_n_pinv @ feat @ s_n @ residual[..., None])[..., 0]
+    leak = np.einsum("ri,rij,rj->r", theta_e, sigma, theta_e)
+    var = float(sigma2) / n * np.einsum("rij,rji->r", sigma, sigma_n_pinv)
+    return {
+        "coef": (
+            ("replicate", C),
+            theta + theta_e,
+            {"long_name": "min-norm OLS coefficient averaged over label noise"},
+        ),
+        "rep": (("replicate",), rep, {"long_name": rep_name}),
+        "leak": (("replicate",), leak, {"long_name": "leakage term Leak_n(Omega_hat)"}),
+        "var": (("replicate",), var, {"long_name": "variance term sigma^2 tr(Sigma Sigma_n^+)/n"}),
+        "d_eff_n": (("replicate",), rank_n.astype(np.int64), {"long_name": "rank Sigma_n"}),
+    }
