@@ -97,3 +97,13 @@ def test_load_config_errors(tmp_path):
 def test_embedded_default_config_is_valid(root):
     cfg = load_config(root / "config" / "config.yaml")
     assert cfg["studies"]
+
+
+def test_nested_numbers_are_normalised_too():
+    """Explicit mixture centres written with ints or floats are the same point."""
+    spec = {"case": "gmm", "replicates": 0, "params": {"K": 2, "d": 2}}
+    a = expand_study("g", {**spec, "params": {**spec["params"], "centers": [[2, 0], [0, 2]]}})
+    b = expand_study(
+        "g", {**spec, "params": {**spec["params"], "centers": [[2.0, 0.0], [0.0, 2.0]]}}
+    )
+    assert a[0].point_id == b[0].point_id

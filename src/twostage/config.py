@@ -145,19 +145,21 @@ def _normalise(case: str, params: dict[str, Any]) -> dict[str, Any]:
     """Cast values to the schema's types (2 -> 2.0 for numbers), so that the point's
     canonical JSON, hence its seed, does not depend on how a number was written."""
     props = schema()["$defs"][f"{case}_params"]["properties"]
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        typ = props[key].get("type")
-        types = typ if isinstance(typ, list) else [typ]
-        if value is None:
-            out[key] = None
-        elif "number" in types and isinstance(value, int | float) and not isinstance(value, bool):
-            out[key] = float(value)
-        elif "array" in types and props[key].get("items", {}).get("type") == "number":
-            out[key] = [float(v) for v in value]
-        else:
-            out[key] = value
-    return out
+    return {key: _cast(value, props[key]) for key, value in params.items()}
+
+
+def _cast(value: Any, spec: dict[str, Any]) -> Any:
+    """``value`` with every number the schema ``spec`` declares as 'number' made a float
+    (nested arrays included, e.g. the mixture's explicit centres)."""
+    typ = spec.get("type")
+    types = typ if isinstance(typ, list) else [typ]
+    if value is None or isinstance(value, bool):
+        return value
+    if "number" in types and isinstance(value, int | float):
+        return float(value)
+    if "array" in types and isinstance(value, list):
+        return [_cast(v, spec.get("items", {})) for v in value]
+    return value
 
 
 @dataclass(frozen=True)
