@@ -64,6 +64,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from ..errors import ConfigError
+from ..groups import alignment_variables
 from ..limits import directional_derivatives, gchisq_weights, gram, sandwich
 from ..linalg import pinv_psd, sym
 from ._base import CaseStudy, Variables
@@ -794,20 +795,8 @@ class GaussianMixture(CaseStudy):
         """Hungarian matching of the centres to U* (squared Euclidean cost)."""
         aligned, g, dist = PermutationGroup.align(est["representation"], truth["centers"])
         return {
-            "representation_aligned": (
-                ("replicate", C, F),
-                aligned,
-                {"long_name": "centres relabelled to match U* (Hungarian matching)"},
-            ),
-            "group_element": (
-                ("replicate", C, C_),
-                g,
-                {"long_name": "permutation matrix G with representation_aligned = G U_hat"},
-            ),
-            "alignment_distance": (
-                ("replicate",),
-                dist,
-                {"long_name": "min over relabellings of ||U_hat - U*||_F (quotient distance)"},
+            **alignment_variables(
+                aligned, g, dist, (C, F), "U*", "Hungarian matching (permutation G U_hat)"
             ),
             "center_error": (
                 ("replicate",),
