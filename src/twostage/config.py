@@ -131,11 +131,6 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return validate_config(cfg or {})
 
 
-def default_config_path() -> Path:
-    """The embedded default study (``config/config.yaml`` of the source tree)."""
-    return Path(__file__).resolve().parents[2] / "config" / "config.yaml"
-
-
 def pretrain_size(n: int, alpha: float) -> int:
     """m = floor(alpha n), computed exactly in decimal (so alpha = 0.1, n = 30 gives 3)."""
     return math.floor(Fraction(repr(float(alpha))) * int(n))

@@ -8,6 +8,7 @@ predictor is invariant under the group); alignment serves parameter-level diagno
 from __future__ import annotations
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 
 def procrustes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -15,7 +16,7 @@ def procrustes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     Finds ``Q = argmin_{Q in O(k)} ||a Q - b||_F`` for each matrix of the stack: the polar
     factor ``U V^T`` of ``a^T b = U S V^T``. Reflections (det Q = -1) are members of
-    O(k) and are allowed; for an SO(k) symmetry use :func:`procrustes_special`.
+    O(k) and are allowed.
 
     Parameters
     ----------
@@ -26,15 +27,6 @@ def procrustes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     q : ndarray of shape (..., k, k)
     """
     u, _, vt = np.linalg.svd(np.swapaxes(a, -1, -2) @ b)
-    return u @ vt
-
-
-def procrustes_special(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Orthogonal Procrustes restricted to rotations SO(k) (Kabsch's sign correction)."""
-    u, _, vt = np.linalg.svd(np.swapaxes(a, -1, -2) @ b)
-    det = np.sign(np.linalg.det(u @ vt))
-    u = u.copy()
-    u[..., :, -1] *= det[..., None]
     return u @ vt
 
 
@@ -99,4 +91,36 @@ class OrthogonalGroup:
         target = np.broadcast_to(target, rep.shape)
         g = procrustes(rep, target)
         aligned = rep @ g
+        return aligned, g, np.linalg.norm(aligned - target, axis=(-2, -1))
+
+
+class PermutationGroup:
+    """S_K acting on centres U (K x d) by relabelling, ``U -> G U`` with G a permutation
+    matrix; alignment by Hungarian matching (``scipy.optimize.linear_sum_assignment``)
+    with squared Euclidean cost."""
+
+    name = "S_K"
+
+    @staticmethod
+    def act(rep: np.ndarray, g: np.ndarray) -> np.ndarray:
+        return g @ rep
+
+    @staticmethod
+    def align(rep: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Align each representative of a stack (R, K, d) to ``target`` (K, d).
+
+        Returns
+        -------
+        aligned : ndarray of shape (R, K, d), ``g @ rep``
+        g : ndarray of shape (R, K, K), permutation matrices
+        distance : ndarray of shape (R,), ``||aligned - target||_F``, the quotient distance
+        """
+        rep = np.asarray(rep, dtype=float)
+        target = np.asarray(target, dtype=float)
+        cost = np.sum((rep[:, :, None, :] - target[None, None]) ** 2, axis=-1)
+        g = np.zeros(cost.shape)
+        for i, c in enumerate(cost):
+            row, col = linear_sum_assignment(c)
+            g[i, col, row] = 1.0
+        aligned = g @ rep
         return aligned, g, np.linalg.norm(aligned - target, axis=(-2, -1))

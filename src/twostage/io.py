@@ -11,7 +11,6 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
 import xarray as xr
 
 from ._version import __version__
@@ -134,8 +133,3 @@ def json_attr(ds: xr.Dataset, key: str) -> str:
     if not isinstance(value, str):
         raise InputFileError(f"dataset lacks the {key!r} attribute written by twostage")
     return value
-
-
-def as_float64(ds: xr.Dataset) -> xr.Dataset:
-    """Cast floating variables to float64 (Monte Carlo results are stored in double)."""
-    return ds.map(lambda v: v.astype(np.float64) if v.dtype.kind == "f" else v, keep_attrs=True)

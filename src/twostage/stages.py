@@ -109,15 +109,19 @@ def _arrays(ds: xr.Dataset, names: Sequence[str]) -> dict[str, np.ndarray]:
     return {name: ds[name].values for name in names if name in ds}
 
 
-def truth(point: Point) -> dict[str, np.ndarray]:
+def _truth_variables(point: Point) -> Variables:
     """The population truth of a point, drawn from its own keyed stream.
 
     The stream is keyed by the population parameters only (not m, n), so every point of a
     sample-size sweep shares the same truth.
     """
-    case = get_case(point.case)
     rng = seeding.stream("truth", 0, point.population_words, point.seed)
-    return {name: arr for name, (_, arr, _) in case.truth(point.params, rng).items()}
+    return get_case(point.case).truth(point.params, rng)
+
+
+def truth(point: Point) -> dict[str, np.ndarray]:
+    """The population truth of a point as numpy arrays (see :func:`_truth_variables`)."""
+    return {name: arr for name, (_, arr, _) in _truth_variables(point).items()}
 
 
 # ---------------------------------------------------------------------------- stages
@@ -128,8 +132,7 @@ def simulate(point: Point, start: int, stop: int) -> xr.Dataset:
             f"replicate range {start}:{stop} must satisfy 0 <= start < stop <= {point.replicates}"
         )
     case = get_case(point.case)
-    rng = seeding.stream("truth", 0, point.population_words, point.seed)
-    truth_v = case.truth(point.params, rng)
+    truth_v = _truth_variables(point)
     truth_arr = {name: arr for name, (_, arr, _) in truth_v.items()}
     reps = np.arange(start, stop)
     data = (
@@ -138,7 +141,7 @@ def simulate(point: Point, start: int, stop: int) -> xr.Dataset:
         else {}
     )
     ds = xr.merge([_dataset(truth_v, TRUTH), _dataset(data)], compat="no_conflicts", join="exact")
-    ds = ds.assign_coords(replicate=np.arange(start, stop), **_coords(point))
+    ds = ds.assign_coords(replicate=reps, **_coords(point))
     ds.attrs = _attrs(point)
     return ds
 
@@ -489,7 +492,7 @@ def aggregate_theory(points: Sequence[Point], ths: Sequence[xr.Dataset]) -> xr.D
     return xr.Dataset(tdata, coords={**_point_coords(points), "probability": PROBABILITIES})
 
 
-#: Fitted curves of theory-only sweeps: name -> (design matrix of x, transform of y, inverse)
+#: Curves fitted to theory-only sweeps (see :func:`fit_curve`).
 FITS = ("quadratic", "log", "power")
 
 
@@ -587,9 +590,3 @@ def summary_table(risk: xr.Dataset) -> Any:
     """Per-point summaries as a pandas DataFrame (one row per point)."""
     cols = [v for v in risk.data_vars if risk[v].dims == ("point",)]
     return risk[cols].to_dataframe()
-
-
-def point_json_list(risk: xr.Dataset) -> list[Mapping[str, Any]]:
-    import json
-
-    return [json.loads(t) for t in risk["point_json"].values]

@@ -61,10 +61,9 @@ from functools import lru_cache
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from ..errors import ConfigError
-from ..groups import alignment_variables
+from ..groups import PermutationGroup, alignment_variables
 from ..limits import directional_derivatives, gchisq_weights, gram, sandwich
 from ..linalg import pinv_psd, sym
 from ._base import CaseStudy, Variables
@@ -562,39 +561,6 @@ def _g_l(hh: np.ndarray, ph: np.ndarray, pp: np.ndarray, n: float) -> np.ndarray
     """``G_L = (1/n) sum (I - Pi) h ((I - Pi) h)^T`` from sums over n points."""
     pinv, _ = pinv_psd(pp / n)
     return sym(hh / n - (ph / n).T @ pinv @ (ph / n))
-
-
-# ---------------------------------------------------------------------------- symmetry
-class PermutationGroup:
-    """S_K acting on centres U (K x d) by relabelling, ``U -> G U`` with G a permutation
-    matrix; alignment by Hungarian matching (``scipy.optimize.linear_sum_assignment``)
-    with squared Euclidean cost. (A candidate for ``twostage.groups``.)"""
-
-    name = "S_K"
-
-    @staticmethod
-    def act(rep: np.ndarray, g: np.ndarray) -> np.ndarray:
-        return g @ rep
-
-    @staticmethod
-    def align(rep: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Align each representative of a stack (R, K, d) to ``target`` (K, d).
-
-        Returns
-        -------
-        aligned : ndarray of shape (R, K, d), ``g @ rep``
-        g : ndarray of shape (R, K, K), permutation matrices
-        distance : ndarray of shape (R,), ``||aligned - target||_F``, the quotient distance
-        """
-        rep = np.asarray(rep, dtype=float)
-        target = np.asarray(target, dtype=float)
-        cost = np.sum((rep[:, :, None, :] - target[None, None]) ** 2, axis=-1)
-        g = np.zeros(cost.shape)
-        for i, c in enumerate(cost):
-            row, col = linear_sum_assignment(c)
-            g[i, col, row] = 1.0
-        aligned = g @ rep
-        return aligned, g, np.linalg.norm(aligned - target, axis=(-2, -1))
 
 
 # ---------------------------------------------------------------------------- the case
