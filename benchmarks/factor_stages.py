@@ -42,7 +42,8 @@ def main() -> None:
                     "case": "factor",
                     "replicates": r,
                     "sampling": sampling,
-                    "params": {"n": n, "alpha": 2.0},
+                    "n": n,
+                    "alpha": 2.0,
                 }
                 (point,) = expand_study("bench", spec)
                 sim, t_sim = timed(stages.simulate, point, 0, r)

@@ -11,6 +11,8 @@ from twostage import cli
 
 
 def main(argv=None) -> None:
+    from twostage.config import study_defaults
+
     p = cli.parser("figures.py", __doc__)
     p.add_argument("--risk", type=Path, help="aggregated risk.nc of a study")
     p.add_argument("--theory", type=Path, help="aggregated theory.nc of the study")
@@ -19,7 +21,10 @@ def main(argv=None) -> None:
     p.add_argument("--table", type=Path, help="also write the per-point summary table (CSV)")
     p.add_argument("--reference", default="null", help="paper values to overlay (JSON mapping)")
     p.add_argument(
-        "--max-panels", type=int, default=4, help="at most this many n values per CDF panel"
+        "--max-panels",
+        type=int,
+        default=study_defaults()["cdf_panels"],
+        help="at most this many n values per CDF panel",
     )
     args = p.parse_args(argv)
     if bool(args.sweep) == bool(args.risk or args.theory) or bool(args.risk) != bool(args.theory):

@@ -12,15 +12,26 @@ from twostage import cli
 
 
 def main(argv=None) -> None:
+    from twostage.config import study_defaults
+
+    defaults = study_defaults()
     p = cli.parser("risk.py", __doc__)
     p.add_argument(
         "--downstream", type=Path, nargs="+", required=True, help="downstream.nc of every shard"
     )
     p.add_argument("--theory", type=Path, nargs="+", required=True, help="theory.nc of every point")
     p.add_argument(
-        "--p-var-tolerance", type=float, default=0.05, help="relative tolerance of p_var"
+        "--p-var-tolerance",
+        type=float,
+        default=defaults["p_var_tolerance"],
+        help="relative tolerance of p_var",
     )
-    p.add_argument("--ks-bootstrap", type=int, default=200, help="bootstrap resamples for KS s.e.")
+    p.add_argument(
+        "--ks-bootstrap",
+        type=int,
+        default=defaults["ks_bootstrap"],
+        help="bootstrap resamples for KS s.e.",
+    )
     p.add_argument("--out-risk", type=cli.nc_path, required=True, help="aggregated risk.nc")
     p.add_argument("--out-theory", type=cli.nc_path, required=True, help="aggregated theory.nc")
     args = p.parse_args(argv)

@@ -12,7 +12,10 @@ from twostage import cli
 def main(argv=None) -> None:
     p = cli.parser("sweep.py", __doc__)
     p.add_argument("--theory", type=Path, nargs="+", required=True, help="theory.nc of every point")
-    p.add_argument("--fit", choices=["none", "quadratic", "log", "power"], default="none")
+    from twostage.config import schema, study_defaults
+
+    fits = schema()["$defs"]["study"]["properties"]["fit"]["enum"]
+    p.add_argument("--fit", choices=fits, default=study_defaults()["fit"])
     p.add_argument("--out", type=cli.nc_path, required=True, help="output sweep.nc")
     args = p.parse_args(argv)
     from twostage import io, stages

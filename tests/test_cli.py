@@ -90,7 +90,7 @@ def test_chain_by_hand_equals_the_api(chain):
     ]
     api = run_point(
         "factor",
-        point.params,
+        {**point.population, **point.estimator, "n": point.n, "alpha": point.alpha},
         replicates=point.replicates,
         seed=point.seed,
         study="tiny",

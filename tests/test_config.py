@@ -12,7 +12,7 @@ BASE = {
         "s": {
             "case": "factor",
             "replicates": 10,
-            "params": {"d": 6, "k": 2, "factor_strengths": [3.0, 1.0]},
+            "population": {"d": 6, "k": 2, "factor_strengths": [3.0, 1.0]},
             "grid": {"n": [100, 200], "alpha": [2.0]},
         }
     }
@@ -24,7 +24,7 @@ def with_(path: str, value) -> dict:
     node = cfg
     *head, last = path.split(".")
     for key in head:
-        node = node[key]
+        node = node.setdefault(key, {})
     node[last] = value
     return cfg
 
@@ -37,7 +37,8 @@ def test_defaults_filled_and_points_expanded():
     )
     points = expand_study("s", study)
     assert [p.n for p in points] == [100, 200] and [p.m for p in points] == [200, 400]
-    assert points[0].params["sigma_nu2"] == 0.5 and points[0].params["loadings"] == "random"
+    assert points[0].population["sigma_nu2"] == 0.5
+    assert points[0].population["loadings"] == "random" and points[0].estimator == {}
 
 
 @pytest.mark.parametrize(
@@ -47,13 +48,21 @@ def test_defaults_filled_and_points_expanded():
         ("studies.s.replicats", 5, "replicats"),
         ("studies.s.case", "spectre", "studies.s.case"),
         ("studies.s.sampling", "exact", "studies.s.sampling"),
-        ("studies.s.params.d", "twenty", "studies.s.params.d"),
-        ("studies.s.params.dd", 3, "dd"),
-        ("studies.s.params.factor_strengths", [3.0, 1.0, 0.5], "studies.s.params.factor_strengths"),
-        ("studies.s.params.k", 6, "studies.s.params.k"),
+        ("studies.s.population.d", "twenty", "studies.s.population.d"),
+        ("studies.s.population.dd", 3, "dd"),
+        ("studies.s.estimator.gtol", 1e-3, "gtol"),
+        (
+            "studies.s.population.factor_strengths",
+            [3.0, 1.0, 0.5],
+            "studies.s.population.factor_strengths",
+        ),
+        ("studies.s.population.k", 6, "studies.s.population.k"),
+        ("studies.s.n", 0, "studies.s.n"),
         ("studies.s.grid.n", [100, -1], "studies.s.grid.n"),
         ("studies.s.grid.nn", [100], "nn"),
         ("studies.s.grid.alpha", [0.001], "studies.s.grid.alpha"),
+        ("studies.s.grid.k", [2, 6], "studies.s.grid.k"),
+        ("studies.s.grid.d", [6, "x"], "studies.s.grid.d"),
     ],
 )
 def test_bad_key_or_value_names_the_key(path, value, expected):
@@ -101,9 +110,45 @@ def test_embedded_default_config_is_valid(root):
 
 def test_nested_numbers_are_normalised_too():
     """Explicit mixture centres written with ints or floats are the same point."""
-    spec = {"case": "gmm", "replicates": 0, "params": {"K": 2, "d": 2}}
-    a = expand_study("g", {**spec, "params": {**spec["params"], "centers": [[2, 0], [0, 2]]}})
-    b = expand_study(
-        "g", {**spec, "params": {**spec["params"], "centers": [[2.0, 0.0], [0.0, 2.0]]}}
-    )
+    spec = {"case": "gmm", "replicates": 0, "population": {"K": 2, "d": 2}}
+    pop = spec["population"]
+    a = expand_study("g", {**spec, "population": {**pop, "centers": [[2, 0], [0, 2]]}})
+    b = expand_study("g", {**spec, "population": {**pop, "centers": [[2.0, 0.0], [0.0, 2.0]]}})
     assert a[0].point_id == b[0].point_id
+
+
+def test_the_three_kinds_of_settings_are_kept_apart():
+    """Population, estimator and sample sizes live apart in the config and the Point; a grid
+    may sweep any of them; each key is reported where it was written."""
+    study = {
+        "case": "gmm",
+        "replicates": 0,
+        "population": {"K": 2, "d": 3},
+        "estimator": {"em_tol": 1e-8},
+        "n": 100,
+        "grid": {"em_max_iter": [50, 60], "d": [3, 4], "alpha": [1.0, 2.0]},
+    }
+    points = expand_study("g", study)
+    assert len(points) == 8
+    p = points[0]
+    assert set(p.population) >= {"K", "d", "separation", "population_size"}
+    assert set(p.estimator) == {"em_init", "em_init_scale", "em_restarts", "em_tol", "em_max_iter"}
+    assert p.n == 100 and p.m == int(p.alpha * 100)
+    with pytest.raises(ConfigError, match=r"'studies\.g\.grid\.em_max_iter'"):
+        expand_study("g", {**study, "grid": {"em_max_iter": [0]}})
+    with pytest.raises(ConfigError, match=r"'studies\.g\.estimator\.em_tol'"):
+        expand_study("g", {**study, "estimator": {"em_tol": -1.0}})
+    with pytest.raises(ConfigError, match=r"'studies\.g\.grid'.*em_tolerance"):
+        expand_study("g", {**study, "grid": {"em_tolerance": [1.0]}})
+    with pytest.raises(ConfigError, match=r"'studies\.g\.estimator'.*'d' was unexpected"):
+        expand_study("g", {**study, "estimator": {"d": 3}})
+
+
+def test_case_keys_are_unique_across_kinds_and_sizes():
+    from twostage.cases import REGISTRY
+    from twostage.config import SAMPLE_SIZE_KEYS, case_keys
+
+    for case in REGISTRY:
+        pop, est = case_keys(case, "population"), case_keys(case, "estimator")
+        assert not set(pop) & set(est), case
+        assert not (set(pop) | set(est)) & {*SAMPLE_SIZE_KEYS, "m"}, case

@@ -12,7 +12,8 @@ from scipy import stats
 from sklearn.linear_model import LinearRegression
 
 from twostage import run_point, stages
-from twostage.cases.factor import FactorModel, features
+from twostage.api import study_spec
+from twostage.cases.factor import CASE, features
 from twostage.config import expand_study
 from twostage.groups import random_orthogonal
 from twostage.manifolds import FixedRankPSD
@@ -21,17 +22,14 @@ SMALL = {"d": 8, "k": 2, "factor_strengths": [3.0, 0.8], "beta": [1.0, -0.6], "s
 
 
 def point(params, replicates=200, sampling="sufficient", seed=1):
-    (p,) = expand_study(
-        "t",
-        {
-            "case": "factor",
-            "params": params,
-            "replicates": replicates,
-            "sampling": sampling,
-            "seed": seed,
-        },
-    )
+    spec = study_spec("factor", params, replicates=replicates, sampling=sampling, seed=seed)
+    (p,) = expand_study("t", spec)
     return p
+
+
+def flat(p) -> dict:
+    """The point's parameters as one flat mapping (as run_point takes them)."""
+    return {**p.population, **p.estimator, "n": p.n, "alpha": p.alpha}
 
 
 def crit(r: int) -> float:
@@ -65,7 +63,7 @@ def test_exact_risk_decomposition_matches_a_direct_least_squares_computation():
     """Rep + Leak equals the excess risk of the noise-free min-norm OLS fit (scikit-learn's
     LinearRegression on the raw design); Var equals sigma^2 tr(Sigma (Phi^T Phi)^{-1})."""
     p = point({**SMALL, "n": 40, "alpha": 2.0}, replicates=6, sampling="raw")
-    out = run_point("factor", p.params, replicates=6, sampling="raw", seed=p.seed, ks_bootstrap=0)
+    out = run_point("factor", flat(p), replicates=6, sampling="raw", seed=p.seed, ks_bootstrap=0)
     tr = stages.truth_of(out["downstream"])
     reps = out["pretrain"]["representation"].values
     for i, x in enumerate(out["simulate"]["x_down"].values):
@@ -103,8 +101,8 @@ def test_orbit_invariance_of_every_risk_component():
     rep = al["representation"].values
     q = np.array([random_orthogonal(3, rng) for _ in range(len(rep))])
     tr, design = stages.truth_of(al), {"S_down": sim["S_down"].values}
-    base = FactorModel.downstream(tr, rep, design, p.n)
-    moved = FactorModel.downstream(tr, rep @ q, design, p.n)
+    base = CASE.downstream(tr, rep, design, p.n)
+    moved = CASE.downstream(tr, rep @ q, design, p.n)
     for term in ("rep", "leak", "var"):
         assert np.max(np.abs(p.n * (base[term][1] - moved[term][1]))) < 1e-10
 
@@ -123,7 +121,7 @@ def test_procrustes_aligned_eigenvectors_follow_andersons_clt():
 @pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
 def test_numerical_limit_equals_corrected_closed_form(seed):
     """The limit from V and G_L (first principles) equals the corrected Corollary 6.4
-    (paper.md 4.2.C) to 1e-6 relative, in mean and in every weight."""
+    (the section-derivative term kept) to 1e-6 relative, in mean and in every weight."""
     rng = np.random.default_rng(seed)
     d = int(rng.integers(4, 12))
     k = int(rng.integers(1, min(d - 1, 4) + 1))

@@ -20,33 +20,62 @@ from sklearn.mixture import GaussianMixture as SkGaussianMixture
 from threadpoolctl import threadpool_limits
 
 from twostage import io, seeding, stages
-from twostage.cases import REGISTRY, gmm
-from twostage.cases.gmm import GaussianMixture
-from twostage.config import Point
+from twostage.api import study_spec
+from twostage.cases import fragment
+from twostage.cases._base import arrays
+from twostage.cases.gmm import CASE
+from twostage.cases.gmm.em import em
+from twostage.cases.gmm.features import (
+    embed_theta,
+    features,
+    features_reduced,
+    gate_basis,
+    reduce_theta,
+    responsibilities,
+)
+from twostage.cases.gmm.population import population, population_fit
+from twostage.cases.gmm.theory import _g_l, finite_difference_gram, residual_derivative_gram
+from twostage.config import expand_study
 from twostage.errors import ConfigError
 from twostage.gchisq import GeneralizedChiSquare
 
-
-def _defs() -> dict:
-    from twostage.config import schema
-
-    return schema()["$defs"]
+POPULATION_KEYS = tuple(fragment("gmm")["population"]["properties"])
+ESTIMATOR_KEYS = tuple(fragment("gmm")["estimator"]["properties"])
 
 
 def defaults() -> dict:
-    props = _defs()["gmm_params"]["properties"]
-    return {key: spec["default"] for key, spec in props.items()}
+    return {
+        key: spec["default"]
+        for kind in ("population", "estimator")
+        for key, spec in fragment("gmm")[kind]["properties"].items()
+    }
+
+
+def pop(p: dict) -> dict:
+    return {k: p[k] for k in POPULATION_KEYS}
+
+
+def est(p: dict) -> dict:
+    return {k: p[k] for k in ESTIMATOR_KEYS}
 
 
 def params(**kw) -> dict:
-    p = {**defaults(), **kw}
+    """Population and estimator settings (defaults filled) and n, alpha, m, in one dict."""
+    p = {**defaults(), "n": 1000, "alpha": 2.0, **kw}
     p["m"] = int(p["alpha"] * p["n"])
-    GaussianMixture.check_params(p)
+    CASE.check(pop(p), est(p), lambda key: f"params.{key}")
     return p
 
 
 def truth(p: dict, seed: int = 0) -> dict[str, np.ndarray]:
-    return {k: v[1] for k, v in GaussianMixture.truth(p, np.random.default_rng(seed)).items()}
+    return arrays(CASE.truth(pop(p), np.random.default_rng(seed)))
+
+
+def align(tr: dict, rep: np.ndarray, m: int) -> dict[str, np.ndarray]:
+    """The alignment stage: Hungarian matching by the case's group, then its diagnostics."""
+    aligned, g, _ = CASE.group.align(rep, CASE.reference(tr))
+    diag = arrays(CASE.diagnostics(tr, {"representation": rep}, aligned, m))
+    return {"representation_aligned": aligned, "group_element": g, **diag}
 
 
 def streams(stage: str, r: int, seed: int = 11) -> list[np.random.Generator]:
@@ -61,16 +90,14 @@ SMALL = {"K": 3, "d": 6, "separation": 2.5, "population_size": 20000, "fisher_si
 
 
 # ---------------------------------------------------------------------------- parameters
-def test_schema_gives_every_key_a_description_and_a_valid_default():
-    defs = _defs()
-    spec = defs["gmm_params"]
-    assert set(spec["properties"]) == set(defs["gmm_param_names"]["enum"])
-    for key, prop in spec["properties"].items():
-        assert prop.get("description") and "default" in prop, key
-    validator = jsonschema.Draft202012Validator(spec)
-    validator.validate(defaults())
-    assert not validator.is_valid({**defaults(), "em_init": "random"})
-    assert not validator.is_valid({**defaults(), "K": 1})
+def test_schema_rejects_bad_values():
+    frag = fragment("gmm")
+    population_v = jsonschema.Draft202012Validator(frag["population"])
+    estimator_v = jsonschema.Draft202012Validator(frag["estimator"])
+    population_v.validate(pop(defaults()))
+    estimator_v.validate(est(defaults()))
+    assert not estimator_v.is_valid({**est(defaults()), "em_init": "random"})
+    assert not population_v.is_valid({**pop(defaults()), "K": 1})
 
 
 def test_truth_is_the_papers_instance():
@@ -82,7 +109,7 @@ def test_truth_is_the_papers_instance():
     np.testing.assert_allclose(np.linalg.norm(tr["theta"]), 10.0, rtol=1e-14)
     np.testing.assert_allclose(theta[1] / theta[0], 0.5, rtol=1e-14)  # blocks ~ (1/i) 1
     np.testing.assert_allclose(theta[3] / theta[0], 0.25, rtol=1e-14)
-    assert str(tr["em_init"]) == "perturbed_truth" and float(tr["em_tol"]) == 1e-10
+    assert not any(key in tr for key in ESTIMATOR_KEYS)  # estimator settings are not truth
     assert truth(p)["population_seed"] == tr["population_seed"]  # keyed by the rng only
     assert truth(p, seed=1)["population_seed"] != tr["population_seed"]
     centers = [[0.0, 1.0], [1.0, 0.0], [2.0, 2.0]]
@@ -103,30 +130,28 @@ def test_truth_is_the_papers_instance():
 )
 def test_check_params_names_the_key(bad, key):
     with pytest.raises(ConfigError, match=rf"'params\.{key}'"):
-        GaussianMixture.check_params({**defaults(), **bad})
+        params(**bad)
 
 
 def test_sample_is_reproducible_from_fresh_keyed_generators():
     tr = truth(params(**SMALL))
-    a = GaussianMixture.sample(tr, 300, streams("pretrain_data", 4), "pretrain", "raw")
-    b = GaussianMixture.sample(tr, 300, streams("pretrain_data", 4), "pretrain", "raw")
-    c = GaussianMixture.sample(tr, 300, streams("downstream_data", 4), "downstream", "raw")
+    a = CASE.sample(tr, 300, streams("pretrain_data", 4), "pretrain", "raw")
+    b = CASE.sample(tr, 300, streams("pretrain_data", 4), "pretrain", "raw")
+    c = CASE.sample(tr, 300, streams("downstream_data", 4), "downstream", "raw")
     assert a["x_pre"][0] == ("replicate", "sample_pre", "feature")
     assert c["x_down"][0] == ("replicate", "sample", "feature")
     np.testing.assert_array_equal(a["x_pre"][1], b["x_pre"][1])
     assert not np.allclose(a["x_pre"][1], c["x_down"][1])
     with pytest.raises(ValueError, match="sufficient statistic"):
-        GaussianMixture.sample(tr, 10, streams("pretrain_data", 1), "pretrain", "sufficient")
+        CASE.sample(tr, 10, streams("pretrain_data", 1), "pretrain", "sufficient")
 
 
 def test_outputs_survive_a_netcdf_round_trip(tmp_path):
     p = params(**SMALL, n=40, alpha=2.0)
-    tr = GaussianMixture.truth(p, np.random.default_rng(0))
+    tr = CASE.truth(pop(p), np.random.default_rng(0))
     arr = {k: v[1] for k, v in tr.items()}
-    x = GaussianMixture.sample(arr, p["m"], streams("pretrain_data", 3), "pretrain", "raw")
-    pre = GaussianMixture.pretrain(
-        arr, {"x_pre": x["x_pre"][1]}, rngs=streams("pretrain_algorithm", 3), params=p
-    )
+    x = CASE.sample(arr, p["m"], streams("pretrain_data", 3), "pretrain", "raw")
+    pre = CASE.pretrain(arr, {"x_pre": x["x_pre"][1]}, est(p), streams("pretrain_algorithm", 3))
     ds = xr.Dataset(
         {
             **{f"truth_{k}": xr.Variable(*v) for k, v in tr.items()},
@@ -147,13 +172,13 @@ def test_reduced_features_are_the_ambient_features_in_an_orthonormal_basis():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((50, 6)) + 1.0
     u = tr["centers"] + 0.1 * rng.standard_normal((3, 6))
-    q = gmm.gate_basis(u, 2)
-    red, pi = gmm.features_reduced(x, u, q)
-    amb = gmm.features(x, u, 2)
+    q = gate_basis(u, 2)
+    red, pi = features_reduced(x, u, q)
+    amb = features(x, u, 2)
     coef = rng.standard_normal(9)
-    np.testing.assert_allclose(amb @ gmm.embed_theta(coef, q, 3), red @ coef, atol=1e-13)
-    np.testing.assert_allclose(gmm.reduce_theta(amb[0], q, 3), red[0], atol=1e-13)
-    np.testing.assert_allclose(pi, gmm.responsibilities(x, u, None), atol=1e-13)
+    np.testing.assert_allclose(amb @ embed_theta(coef, q, 3), red @ coef, atol=1e-13)
+    np.testing.assert_allclose(reduce_theta(amb[0], q, 3), red[0], atol=1e-13)
+    np.testing.assert_allclose(pi, responsibilities(x, u, None), atol=1e-13)
     # the ambient Gram matrix has rank K (r* + 1) exactly
     w = np.linalg.eigvalsh(amb.T @ amb)
     assert np.sum(w > 1e-10 * w.max()) == 9
@@ -180,11 +205,11 @@ def reference_em(x, u, tol, max_iter):
 def test_batched_em_matches_a_reference_em_replicate_by_replicate():
     tr = truth(params(**SMALL))
     r, m = 6, 800
-    x = GaussianMixture.sample(tr, m, streams("pretrain_data", r), "pretrain", "raw")["x_pre"][1]
+    x = CASE.sample(tr, m, streams("pretrain_data", r), "pretrain", "raw")["x_pre"][1]
     rng = np.random.default_rng(3)
     scales = np.array([0.01, 0.1, 0.3, 0.5, 1.0, 1.5])  # different iteration counts
     init = tr["centers"] + scales[:, None, None] * rng.standard_normal((r, 3, 6))
-    out = gmm.em(x, init, 1e-10, 1000)
+    out = em(x, init, 1e-10, 1000)
     assert out["converged"].all() and out["monotone"].all()
     assert len(np.unique(out["n_iter"])) > 1  # replicates stopped at different iterations
     for i in range(r):
@@ -193,7 +218,7 @@ def test_batched_em_matches_a_reference_em_replicate_by_replicate():
         np.testing.assert_allclose(out["centers"][i], u, atol=1e-11, rtol=0)  # in fact
         np.testing.assert_allclose(out["loglik"][i], ll, rtol=1e-12)
         assert out["n_iter"][i] == it and conv
-    capped = gmm.em(x, init, 1e-10, 3)
+    capped = em(x, init, 1e-10, 3)
     assert not capped["converged"].any() and (capped["n_iter"] == 3).all()
     np.testing.assert_allclose(capped["centers"][0], reference_em(x[0], init[0], 0.0, 3)[0])
 
@@ -217,9 +242,9 @@ def test_em_matches_scikit_learn():
     a different estimator (K + K - 1 more parameters), so only O(m^-1/2) agreement."""
     tr = truth(params(**SMALL))
     m = 20000
-    x = GaussianMixture.sample(tr, m, streams("pretrain_data", 1), "pretrain", "raw")["x_pre"][1]
+    x = CASE.sample(tr, m, streams("pretrain_data", 1), "pretrain", "raw")["x_pre"][1]
     init = tr["centers"] + 0.1 * np.random.default_rng(4).standard_normal((1, 3, 6))
-    ours = gmm.em(x, init, 1e-15, 5000)["centers"][0]
+    ours = em(x, init, 1e-15, 5000)["centers"][0]
     common = {"n_components": 3, "covariance_type": "spherical", "means_init": init[0]}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -241,53 +266,41 @@ def test_kmeans_plus_plus_restarts_reach_the_same_maximum():
     p = params(**SMALL, n=1000, alpha=2.0)
     tr = truth(p)
     r = 8
-    x = GaussianMixture.sample(tr, p["m"], streams("pretrain_data", r), "pretrain", "raw")
+    x = CASE.sample(tr, p["m"], streams("pretrain_data", r), "pretrain", "raw")
     data = {"x_pre": x["x_pre"][1]}
-    a = GaussianMixture.pretrain(tr, data, rngs=streams("pretrain_algorithm", r), params=p)
-    b = GaussianMixture.pretrain(
-        tr, data, rngs=streams("pretrain_algorithm", r), params={**p, "em_init": "kmeans++"}
-    )
+    a = CASE.pretrain(tr, data, est(p), streams("pretrain_algorithm", r))
+    b = CASE.pretrain(tr, data, {**est(p), "em_init": "kmeans++"}, streams("pretrain_algorithm", r))
     assert b["converged"][1].all() and b["loglik_monotone"][1].all()
     np.testing.assert_allclose(b["loglik"][1], a["loglik"][1], rtol=1e-9)
-    ua = GaussianMixture.align(tr, {"representation": a["representation"][1]}, p["m"])
-    ub = GaussianMixture.align(tr, {"representation": b["representation"][1]}, p["m"])
+    ua = align(tr, a["representation"][1], p["m"])
+    ub = align(tr, b["representation"][1], p["m"])
     np.testing.assert_allclose(
-        ua["representation_aligned"][1], ub["representation_aligned"][1], atol=1e-4
+        ua["representation_aligned"], ub["representation_aligned"], atol=1e-4
     )
     with pytest.raises(ValueError, match="rngs"):
-        GaussianMixture.pretrain(tr, data)
-    # without params, the EM settings come from the truth (as in the pipeline)
-    tr_km = truth({**p, "em_init": "kmeans++"})
-    c = GaussianMixture.pretrain(tr_km, data, streams("pretrain_algorithm", r))
-    for key in b:
-        np.testing.assert_array_equal(c[key][1], b[key][1])
+        CASE.pretrain(tr, data, est(p), None)
 
 
 def test_chunked_runs_from_streams_equal_one_batched_run():
     p = params(**SMALL, n=100, alpha=3.0)
     tr = truth(p)
     r = 5
-    whole = GaussianMixture.pretrain(
+    x = CASE.sample(tr, 300, streams("pretrain_data", r), "pretrain", "raw")["x_pre"][1]
+    whole = CASE.pretrain(tr, {"x_pre": x}, est(p), streams("pretrain_algorithm", r))
+    chunked = CASE.pretrain_from_streams(
         tr,
-        {
-            "x_pre": GaussianMixture.sample(
-                tr, 300, streams("pretrain_data", r), "pretrain", "raw"
-            )["x_pre"][1]
-        },
-        rngs=streams("pretrain_algorithm", r),
-        params=p,
-    )
-    chunked = GaussianMixture.pretrain_from_streams(
-        tr, 300, streams("pretrain_data", r), streams("pretrain_algorithm", r), max_floats=4000
+        300,
+        est(p),
+        streams("pretrain_data", r),
+        streams("pretrain_algorithm", r),
+        max_floats=4000,
     )
     for key in whole:
         np.testing.assert_array_equal(chunked[key][1], whole[key][1])
     rep = whole["representation"][1]
-    design = GaussianMixture.sample(tr, 100, streams("downstream_data", r), "downstream", "raw")
-    d1 = GaussianMixture.downstream(tr, rep, {"x_down": design["x_down"][1]}, 100)
-    d2 = GaussianMixture.downstream_from_streams(
-        tr, rep, 100, streams("downstream_data", r), max_floats=1300
-    )
+    design = CASE.sample(tr, 100, streams("downstream_data", r), "downstream", "raw")
+    d1 = CASE.downstream(tr, rep, {"x_down": design["x_down"][1]}, 100)
+    d2 = CASE.downstream_from_streams(tr, rep, 100, streams("downstream_data", r), max_floats=1300)
     for key in d1:
         np.testing.assert_array_equal(d1[key][1], d2[key][1])
 
@@ -298,16 +311,16 @@ def test_hungarian_alignment_recovers_the_labelling():
     rng = np.random.default_rng(6)
     perms = np.array([rng.permutation(5) for _ in range(10)])
     rep = tr["centers"][perms] + 0.05 * rng.standard_normal((10, 5, 7))
-    al = GaussianMixture.align(tr, {"representation": rep}, 1000)
-    g = al["group_element"][1]
+    al = align(tr, rep, 1000)
+    g = al["group_element"]
     np.testing.assert_array_equal(g.sum(axis=1), 1.0)
     np.testing.assert_array_equal(g.sum(axis=2), 1.0)
-    np.testing.assert_allclose(al["representation_aligned"][1], g @ rep)
+    np.testing.assert_allclose(al["representation_aligned"], g @ rep)
     for i, perm in enumerate(perms):
         np.testing.assert_array_equal(g[i] @ np.eye(5)[perm], np.eye(5))
     np.testing.assert_allclose(
-        al["center_error"][1],
-        1000 * np.sum((al["representation_aligned"][1] - tr["centers"]) ** 2, axis=(1, 2)),
+        al["center_error"],
+        1000 * np.sum((al["representation_aligned"] - tr["centers"]) ** 2, axis=(1, 2)),
     )
 
 
@@ -315,7 +328,7 @@ def _estimates(p, r, seed=0):
     tr = truth(p)
     rng = np.random.default_rng(seed)
     rep = tr["centers"] + 0.05 * rng.standard_normal((r,) + tr["centers"].shape)
-    design = GaussianMixture.sample(tr, p["n"], streams("downstream_data", r), "downstream", "raw")
+    design = CASE.sample(tr, p["n"], streams("downstream_data", r), "downstream", "raw")
     return tr, rep, {"x_down": design["x_down"][1]}
 
 
@@ -325,15 +338,15 @@ def test_exact_risk_decomposition_matches_a_direct_ambient_least_squares_fit(n):
     ambient features (6.4) to noise-free labels; Var = sigma^2 tr(Sigma Sigma_n^+)/n."""
     p = params(**SMALL, n=n)
     tr, rep, design = _estimates(p, 4)
-    out = GaussianMixture.downstream(tr, rep, design, n)
-    x_pop, f_pop = gmm.population(tr)
+    out = CASE.downstream(tr, rep, design, n)
+    x_pop, f_pop = population(tr)
     r = int(tr["rank_S"])
     for i in range(4):
-        phi = gmm.features(design["x_down"][i], rep[i], r)
-        f = gmm.features(design["x_down"][i], tr["centers"], r) @ tr["theta"]
+        phi = features(design["x_down"][i], rep[i], r)
+        f = features(design["x_down"][i], tr["centers"], r) @ tr["theta"]
         coef = np.linalg.lstsq(phi, f, rcond=None)[0]
         np.testing.assert_allclose(out["coef"][1][i], coef, atol=1e-8)
-        phi_pop = gmm.features(x_pop, rep[i], r)
+        phi_pop = features(x_pop, rep[i], r)
         excess = np.mean((f_pop - phi_pop @ coef) ** 2)
         np.testing.assert_allclose(out["rep"][1][i] + out["leak"][1][i], excess, rtol=1e-7)
         sigma = phi_pop.T @ phi_pop / len(x_pop)
@@ -350,8 +363,8 @@ def test_orbit_invariance_under_relabelling_of_the_centres():
     rng = np.random.default_rng(8)
     perms = np.array([rng.permutation(3) for _ in range(20)])
     moved = np.take_along_axis(rep, perms[:, :, None], axis=1)
-    a = GaussianMixture.downstream(tr, rep, design, 200)
-    b = GaussianMixture.downstream(tr, moved, design, 200)
+    a = CASE.downstream(tr, rep, design, 200)
+    b = CASE.downstream(tr, moved, design, 200)
     for term in ("rep", "leak", "var"):
         assert np.max(np.abs(200 * (a[term][1] - b[term][1]))) < 1e-10, term
     blocks = a["coef"][1].reshape(20, 3, 7)
@@ -377,38 +390,39 @@ def test_analytic_derivative_of_the_residual_equals_finite_differences(centers):
     p = params(**{**SMALL, "d": d, "centers": centers})
     tr = truth(p)
     assert int(tr["rank_S"]) == (1 if centers and centers[0] == [0.0, 0.0, 0.0] else 2)
-    hh, ph, pp, cnt = gmm.residual_derivative_gram(tr, groups=3)
-    analytic = gmm._g_l(hh.sum(0), ph.sum(0), pp.sum(0), float(cnt.sum()))
-    numeric = gmm.finite_difference_gram(tr)
+    hh, ph, pp, cnt = residual_derivative_gram(tr, groups=3)
+    analytic = _g_l(hh.sum(0), ph.sum(0), pp.sum(0), float(cnt.sum()))
+    numeric = finite_difference_gram(tr)
     scale = np.abs(analytic).max()
     assert scale > 0
     np.testing.assert_allclose(analytic, numeric, atol=1e-8 * scale, rtol=0)
-    lim = GaussianMixture.limit(tr, method="finite_difference")
+    lim = CASE.limit(tr, est(p), method="finite_difference")
     np.testing.assert_allclose(lim["G_L"][1], numeric, atol=1e-12 * scale)
 
 
 def test_g_l_is_the_curvature_of_the_representation_error():
     """Rep(U* + eps v) / eps^2 -> v^T G_L v (same population sample)."""
     tr = truth(params(**SMALL))
-    g_l = GaussianMixture.limit(tr)["G_L"][1]
+    g_l = CASE.limit(tr, {})["G_L"][1]
     rng = np.random.default_rng(9)
     for _ in range(3):
         v = rng.standard_normal(18)
         v /= np.linalg.norm(v)
         eps = 1e-4
-        rep = gmm.population_fit(tr, tr["centers"] + eps * v.reshape(3, 6))["rep"]
+        rep = population_fit(tr, tr["centers"] + eps * v.reshape(3, 6))["rep"]
         np.testing.assert_allclose(rep / eps**2, v @ g_l @ v, rtol=2e-3)
-    assert gmm.population_fit(tr, tr["centers"])["rep"] < 1e-25
+    assert population_fit(tr, tr["centers"])["rep"] < 1e-25
 
 
 def test_expected_magnitude_of_the_limit():
-    """paper.md 5.6: K = 4, d = 20, beta = 2, ||theta*|| = 1 gives E||L(Z)||^2 = 0.02934
-    (+- 0.00002); here within 4 jackknife standard errors of our 2e5 / 1e5-point Monte
-    Carlo; ||theta*|| = 10 gives exactly 100 times the weights. Also the information
-    identity E[Hessian] = E[s s^T] holds to Monte Carlo accuracy (1e5 points)."""
+    """An independent reference computation: K = 4, d = 20, beta = 2, ||theta*|| = 1 gives
+    E||L(Z)||^2 = 0.02934 (+- 0.00002); here within 4 jackknife standard errors of our
+    2e5 / 1e5-point Monte Carlo; ||theta*|| = 10 gives exactly 100 times the weights. Also
+    the information identity E[Hessian] = E[s s^T] holds to Monte Carlo accuracy (1e5
+    points)."""
     base = {"K": 4, "d": 20, "separation": 2.0}
-    lim1 = GaussianMixture.limit(truth(params(**base, theta_norm=1.0)))
-    lim10 = GaussianMixture.limit(truth(params(**base, theta_norm=10.0)))
+    lim1 = CASE.limit(truth(params(**base, theta_norm=1.0)), {})
+    lim10 = CASE.limit(truth(params(**base, theta_norm=10.0)), {})
     mean, se = lim1["limit_weights"][1].sum(), float(lim1["mean_L2_se"][1])
     assert 0 < se < 3e-4
     assert abs(mean - 0.02934) < 4 * se + 2e-5, (mean, se)
@@ -441,19 +455,23 @@ def test_scaled_risk_terms_follow_the_limit_at_a_reduced_fig3_point():
     p = params(K=4, d=20, separation=2.0, theta_norm=10.0, n=n, alpha=2.0)
     tr = truth(p, seed=2026)
     with threadpool_limits(limits=1):  # as in the workflow's jobs; about 25 s in all
-        pre = GaussianMixture.pretrain_from_streams(
-            tr, p["m"], streams("pretrain_data", r, 5), streams("pretrain_algorithm", r, 5)
+        pre = CASE.pretrain_from_streams(
+            tr,
+            p["m"],
+            est(p),
+            streams("pretrain_data", r, 5),
+            streams("pretrain_algorithm", r, 5),
         )
         rep = pre["representation"][1]
-        al = GaussianMixture.align(tr, {"representation": rep}, p["m"])
-        down = GaussianMixture.downstream_from_streams(tr, rep, n, streams("downstream_data", r, 5))
-        lim = GaussianMixture.limit(tr)
+        al = align(tr, rep, p["m"])
+        down = CASE.downstream_from_streams(tr, rep, n, streams("downstream_data", r, 5))
+        lim = CASE.limit(tr, est(p))
     assert pre["converged"][1].all() and pre["loglik_monotone"][1].all()
     weights = lim["limit_weights"][1]
     n_rep, n_var, n_leak = (n * down[t][1] for t in ("rep", "var", "leak"))
     ks_pre = stats.kstest(n_rep, GeneralizedChiSquare(weights / 2.0).cdf).statistic
     assert ks_pre < crit(r), ks_pre
-    ks_c = stats.kstest(al["center_error"][1], GeneralizedChiSquare(lim["law_center_error"][1]).cdf)
+    ks_c = stats.kstest(al["center_error"], GeneralizedChiSquare(lim["law_center_error"][1]).cdf)
     assert ks_c.statistic < crit(r), ks_c.statistic
     target = p["sigma2"] * 16
     assert abs(n_var.mean() / target - 1) < 0.02, n_var.mean()
@@ -462,13 +480,13 @@ def test_scaled_risk_terms_follow_the_limit_at_a_reduced_fig3_point():
     assert (down["d_eff_n"][1] == 16).all()
 
 
-def test_stage_functions_run_the_case_and_regenerate_the_same_data(monkeypatch):
-    """Through twostage.stages (case registered for the test, point built directly): the
-    simulate file holds the truth only, and pretrain/downstream regenerate the data from
-    the keyed streams, giving the numbers of the direct class-method calls."""
-    monkeypatch.setitem(REGISTRY, "gmm", GaussianMixture)
+def test_stage_functions_run_the_case_and_regenerate_the_same_data():
+    """Through twostage.stages: the simulate file holds the truth only, and
+    pretrain/downstream regenerate the data from the keyed streams, giving the numbers of
+    the direct calls."""
     p = params(**SMALL, n=150, alpha=2.0)
-    pt = Point(study="t", case="gmm", sampling="raw", params=p, seed=3, replicates=12)
+    spec = study_spec("gmm", {k: v for k, v in p.items() if k != "m"}, replicates=12, seed=3)
+    (pt,) = expand_study("t", spec)
     sim = stages.simulate(pt, 0, 12)
     assert not any(v.startswith("x_") for v in sim.data_vars)
     pre = stages.pretrain(sim)
@@ -476,18 +494,16 @@ def test_stage_functions_run_the_case_and_regenerate_the_same_data(monkeypatch):
     down = stages.downstream(al, sim)
     tr = stages.truth_of(sim)
     reps = range(12)
-    direct = GaussianMixture.pretrain_from_streams(
+    direct = CASE.pretrain_from_streams(
         tr,
         pt.m,
-        seeding.streams("pretrain_data", reps, pt.words, pt.seed),
-        seeding.streams("pretrain_algorithm", reps, pt.words, pt.seed),
+        pt.estimator,
+        pt.streams("pretrain_data", reps),
+        pt.streams("pretrain_algorithm", reps),
     )
     np.testing.assert_array_equal(pre["representation"].values, direct["representation"][1])
-    risk = GaussianMixture.downstream_from_streams(
-        tr,
-        direct["representation"][1],
-        pt.n,
-        seeding.streams("downstream_data", reps, pt.words, pt.seed),
+    risk = CASE.downstream_from_streams(
+        tr, direct["representation"][1], pt.n, pt.streams("downstream_data", reps)
     )
     np.testing.assert_array_equal(down["rep"].values, risk["rep"][1])
     assert float(down["orbit_invariance_error"].max()) < 1e-10

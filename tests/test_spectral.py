@@ -1,39 +1,42 @@
 """Spectral (contrastive) pre-training case study: data, estimator, exact risk, invariance,
-and the limit theory (paper section 6.1, App. H; paper.md 4.1.C).
+and the limit theory (paper section 6.1, App. H).
 
 Statistical tests use fixed seeds; every tolerance is stated where it is used. KS tests
 compare with ``scipy.stats.kstwo.ppf(0.99, R)``, the 1% critical value for R replicates.
-The case is not yet in the registry/schema, so most tests call the class methods through
-:func:`run` (the same calls, streams and order as ``twostage.stages``); one test merges the
-schema fragment and the registry entry in memory and runs :func:`twostage.run_point`.
+Most tests call the case's methods through :func:`run` (the same calls, streams and order
+as ``twostage.stages``); one test runs :func:`twostage.run_point` end to end.
 """
 
 from __future__ import annotations
 
 import copy
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from scipy import stats
 from threadpoolctl import threadpool_limits
 
-import twostage
 from twostage import seeding
-from twostage.cases.spectral import (
-    SpectralPretraining,
+from twostage.cases import fragment
+from twostage.cases._base import arrays as unpack
+from twostage.cases.spectral import CASE
+from twostage.cases.spectral.data import statistics_from_samples
+from twostage.cases.spectral.estimator import (
     _hessian_in_a,
     _objective,
-    canonical_section,
     empirical_loss,
     excess_population_loss,
-    per_sample_scores,
+    minimise,
     population_loss,
+    starts,
+)
+from twostage.cases.spectral.theory import (
+    canonical_section,
+    per_sample_scores,
+    population_residual,
     projector_derivative,
     score_covariance,
-    statistics_from_samples,
 )
 from twostage.config import pretrain_size
 from twostage.errors import ConfigError
@@ -43,8 +46,6 @@ from twostage.limits import directional_derivatives, gram
 from twostage.linalg import psd_sqrt, sym
 from twostage.manifolds import FixedRankPSD
 
-FRAGMENT = Path(twostage.__file__).parent / "data" / "spectral_params.schema.yaml"
-CASE = SpectralPretraining
 #: a block-diagonal instance with unequal variances (checks the general a, b formulas)
 BLOCK = {
     "instance": "block_diagonal",
@@ -58,36 +59,24 @@ BLOCK = {
 }
 
 
-def fragment() -> dict:
-    """The schema fragment of the case: from the package schema once it is merged there,
-    else from ``spectral_params.schema.yaml``."""
-    from twostage.config import schema
-
-    defs = schema()["$defs"]
-    if "spectral_params" in defs:
-        return {
-            "case_enum": [CASE.name],
-            "study_allOf": [],
-            "$defs": {k: defs[k] for k in ("spectral_params", "spectral_param_names")},
-        }
-    with open(FRAGMENT) as fh:
-        return yaml.safe_load(fh)
-
-
-def defaults() -> dict:
-    props = fragment()["$defs"]["spectral_params"]["properties"]
+def defaults(kind: str) -> dict:
+    props = fragment("spectral")[kind]["properties"]
     return {key: copy.deepcopy(spec["default"]) for key, spec in props.items()}
 
 
-def unpack(variables) -> dict[str, np.ndarray]:
-    return {name: arr for name, (_, arr, _) in variables.items()}
+#: the estimator's default settings (the fragment's)
+EST = defaults("estimator")
 
 
 def make_params(**kw) -> dict:
-    p = {**defaults(), **kw}
-    p["m"] = pretrain_size(p["n"], p["alpha"])
-    CASE.check_params(p)
-    return p
+    """Population and estimator settings (defaults filled) and the sample sizes."""
+    pop, est = defaults("population"), defaults("estimator")
+    out = {"n": 1000, "alpha": 2.0}
+    for key, value in kw.items():
+        (pop if key in pop else est if key in est else out)[key] = value
+    CASE.check(pop, est, lambda key: f"params.{key}")
+    out["m"] = pretrain_size(out["n"], out["alpha"])
+    return {"population": pop, "estimator": est, **out}
 
 
 def run(params: dict, replicates: int, seed: int = 1, sampling: str = "sufficient") -> dict:
@@ -98,7 +87,7 @@ def run(params: dict, replicates: int, seed: int = 1, sampling: str = "sufficien
 
 def _run(params: dict, replicates: int, seed: int, sampling: str) -> dict:
     p = make_params(**params)
-    tr = unpack(CASE.truth(p, np.random.default_rng(0)))
+    tr = unpack(CASE.truth(p["population"], np.random.default_rng(0)))
     words = seeding.digest_words({"case": CASE.name, "sampling": sampling, "params": p})
     reps = range(replicates)
     pre_rngs = seeding.streams("pretrain_data", reps, words, seed)
@@ -106,8 +95,12 @@ def _run(params: dict, replicates: int, seed: int, sampling: str) -> dict:
     data = unpack(CASE.sample(tr, p["m"], pre_rngs, "pretrain", sampling))
     design = unpack(CASE.sample(tr, p["n"], down_rngs, "downstream", sampling))
     algo_rngs = seeding.streams("pretrain_algorithm", reps, words, seed)
-    est = unpack(CASE.pretrain(tr, data, algo_rngs))
-    al = unpack(CASE.align(tr, est, p["m"]))
+    est = unpack(CASE.pretrain(tr, data, p["estimator"], algo_rngs))
+    aligned, _, _ = CASE.group.align(est["representation"], CASE.reference(tr))
+    al = {
+        "representation_aligned": aligned,
+        **unpack(CASE.diagnostics(tr, est, aligned, p["m"])),
+    }
     down = unpack(CASE.downstream(tr, est["representation"], design, p["n"]))
     return {
         "params": p,
@@ -117,12 +110,12 @@ def _run(params: dict, replicates: int, seed: int, sampling: str) -> dict:
         "est": est,
         "align": al,
         "down": down,
-        "limit": unpack(CASE.limit(tr)),
+        "limit": unpack(CASE.limit(tr, p["estimator"])),
     }
 
 
 def truth_of(**kw) -> dict[str, np.ndarray]:
-    return unpack(CASE.truth(make_params(**kw), np.random.default_rng(0)))
+    return unpack(CASE.truth(make_params(**kw)["population"], np.random.default_rng(0)))
 
 
 def crit(r: int) -> float:
@@ -149,27 +142,19 @@ def ks(sample: np.ndarray, weights: np.ndarray) -> float:
     ],
 )
 def test_check_params_names_the_bad_key(change, key):
-    p = {**defaults(), "m": 2000, **change}
     with pytest.raises(ConfigError, match=rf"'params\.{key}'"):
-        CASE.check_params(p)
+        make_params(**change)
 
 
-def test_schema_fragment_gives_every_key_a_description_and_a_default():
-    frag = fragment()
-    spec = frag["$defs"]["spectral_params"]
-    assert frag["case_enum"] == [CASE.name]
-    assert set(spec["properties"]) == set(frag["$defs"]["spectral_param_names"]["enum"])
-    for key, prop in spec["properties"].items():
-        assert prop.get("description") and "default" in prop, key
-    d = defaults()
-    assert (d["d"], d["k"], d["instance"], d["sigma2"], d["n"], d["alpha"], d["gtol"]) == (
+def test_schema_fragment_defaults():
+    d = {**defaults("population"), **defaults("estimator")}
+    assert (d["d"], d["k"], d["instance"], d["sigma2"], d["gtol"], d["n_starts"]) == (
         6,
         3,
         "concrete",
         1.0,
-        1000,
-        2.0,
         1e-12,
+        3,
     )
 
 
@@ -212,7 +197,7 @@ def test_raw_and_sufficient_paths_use_the_same_draws():
     s, t = statistics_from_samples(raw["x_pre"], raw["xplus_pre"], raw["xminus_pre"])
     np.testing.assert_array_equal(s, suf["S_plus"])
     np.testing.assert_array_equal(t, suf["T_hat"])
-    est_s, est_r = CASE.pretrain(tr, suf), CASE.pretrain(tr, raw)
+    est_s, est_r = CASE.pretrain(tr, suf, EST, None), CASE.pretrain(tr, raw, EST, None)
     np.testing.assert_array_equal(est_s["descriptor"][1], est_r["descriptor"][1])
     mat = sym(np.random.default_rng(1).standard_normal((5, 5)))
     direct = np.mean(np.einsum("ra,ab,rb->r", raw["x_pre"][0], mat, raw["xminus_pre"][0]) ** 2)
@@ -292,7 +277,7 @@ def test_estimator_recovers_m_star_from_population_statistics(params):
         "S_plus": tr["Sigma_plus"][None],
         "T_hat": np.kron(tr["Sigma_pre"], tr["Sigma_pre"])[None],
     }
-    est = CASE.pretrain(tr, data)
+    est = CASE.pretrain(tr, data, EST, None)
     np.testing.assert_allclose(est["descriptor"][1][0], tr["M_star"], atol=1e-10)
     assert bool(est["converged"][1][0]) and est["grad_norm"][1][0] <= 1e-12
 
@@ -322,9 +307,7 @@ def test_multistart_keeps_the_lowest_loss_at_small_m():
     est = out["est"]
     assert est["converged"].all(), int((~est["converged"]).sum())
     s, t = out["data"]["S_plus"], out["data"]["T_hat"]
-    from twostage.cases.spectral import minimise
-
-    w0 = CASE.starts(s, t, 3, 1)[:, 0]
+    w0 = starts(s, t, 3, 1)[:, 0]
     spectral_only = minimise(s, t, w0)["objective"]
     assert np.all(est["objective"] <= spectral_only + 1e-12 * (1 + np.abs(spectral_only)))
     # diagnostics are consistent: a start other than the spectral one is kept only when the
@@ -395,10 +378,10 @@ def test_riemannian_hessian_matches_second_derivatives_along_the_retraction():
     """<xi, H_R eta> equals the second derivative of L along retraction curves (by
     polarization, central differences, 1e-6 relative), and differs from the projected
     Euclidean Hessian; for the concrete instance the tilt direction (i, j) has curvature
-    2 (1 - mu_j/lambda_i) instead of 2 (the eigengap factor of paper.md 4.1.C)."""
+    2 (1 - mu_j/lambda_i) instead of 2 (the eigengap factor the paper's Cor. H.14 omits)."""
     for params in ({"d": 5, "k": 2}, BLOCK):
         tr = truth_of(**params)
-        lim = unpack(CASE.limit(tr))
+        lim = unpack(CASE.limit(tr, EST))
         geo = FixedRankPSD(tr["M_star"], 2)
         basis = geo.tangent_basis()
         lstar = float(population_loss(tr, tr["M_star"]))
@@ -419,7 +402,7 @@ def test_riemannian_hessian_matches_second_derivatives_along_the_retraction():
         np.testing.assert_allclose(num, lim["hessian"], atol=1e-6 * np.abs(num).max())
         assert np.abs(lim["hessian"] - lim["hessian_euclidean"]).max() > 0.1
     tr = truth_of(d=5, k=2)
-    hess = unpack(CASE.limit(tr))["hessian"]
+    hess = unpack(CASE.limit(tr, EST))["hessian"]
     basis = FixedRankPSD(tr["M_star"], 2).tangent_basis()
     eye = np.eye(5)
     for i in range(2):
@@ -468,7 +451,6 @@ def test_residual_derivative_matches_lemma_h15():
         k = tr["A"].shape[1]
         geo = FixedRankPSD(tr["M_star"], k)
         basis = geo.tangent_basis()
-        from twostage.cases.spectral import population_residual
 
         def canon(m, tr=tr, k=k):
             return population_residual(tr, canonical_section(m, tr["U1"], k))[0]
@@ -487,11 +469,11 @@ def test_residual_derivative_matches_lemma_h15():
 @pytest.mark.parametrize(("d", "k"), [(3, 1), (4, 2), (6, 3), (8, 3), (10, 5), (12, 2)])
 def test_numerical_limit_equals_corrected_closed_form_concrete(d, k):
     """Concrete instance: the limit from V and G_L equals the corrected closed form
-    1/2 sum_i i (1 + tau + i^-2) (k + j)^2/(k + j - i)^2 (paper.md 4.1.C) to 1e-6 relative,
+    1/2 sum_i i (1 + tau + i^-2) (k + j)^2/(k + j - i)^2 to 1e-6 relative,
     in every weight and in the mean; the weights of the printed Cor. 6.3
     (2 sum_i i (1 + i^-2 + tau) for each j) differ; the Euclidean-Hessian V gives a quarter
     of the printed per-entry variance."""
-    lim = unpack(CASE.limit(truth_of(d=d, k=k)))
+    lim = unpack(CASE.limit(truth_of(d=d, k=k), EST))
     num, cor, pri = lim["limit_weights"], lim["closed_form_corrected"], lim["closed_form_printed"]
     i = np.arange(1, k + 1)
     tau = np.sum(1.0 / i**2)
@@ -512,7 +494,7 @@ def test_numerical_limit_equals_corrected_closed_form_concrete(d, k):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_numerical_limit_equals_corrected_closed_form_block_diagonal(seed):
     """Random block-diagonal instances (a, b not 1; beta random): the corrected (H.39)
-    with general a, b (derived in paper.md 4.1.C, not checked there) equals the numerical
+    with general a, b (derived by hand, not checked elsewhere) equals the numerical
     limit to 1e-6, as do the per-entry off-diagonal variances."""
     rng = np.random.default_rng(seed)
     d = int(rng.integers(4, 9))
@@ -530,7 +512,7 @@ def test_numerical_limit_equals_corrected_closed_form_block_diagonal(seed):
         "e": (mu * b).tolist(),
         "beta": rng.standard_normal(k).tolist(),
     }
-    lim = unpack(CASE.limit(truth_of(**params)))
+    lim = unpack(CASE.limit(truth_of(**params), EST))
     num, cor = lim["limit_weights"], lim["closed_form_corrected"]
     np.testing.assert_allclose(num.sum(), cor.sum(), rtol=1e-6)
     np.testing.assert_allclose(num, cor, rtol=1e-6, atol=1e-6 * cor.max())
@@ -631,28 +613,11 @@ def test_full_size_acceptance_d6_k3_m1e5():
 
 
 # ---------------------------------------------------------------------------- wiring
-@pytest.fixture
-def registered(monkeypatch):
-    """The registry line and the schema merge the case needs, done in memory."""
-    from twostage import config
-    from twostage.cases import REGISTRY
-
-    merged = copy.deepcopy(config.schema())
-    frag = fragment()
-    enum = merged["$defs"]["study"]["properties"]["case"]["enum"]
-    if CASE.name not in enum:
-        enum.extend(frag["case_enum"])
-        merged["$defs"]["study"]["allOf"].extend(frag["study_allOf"])
-        merged["$defs"].update(frag["$defs"])
-    monkeypatch.setattr(config, "schema", lambda: merged)
-    monkeypatch.setitem(REGISTRY, CASE.name, CASE)
-
-
-def test_pipeline_runs_end_to_end_through_the_stages(registered, tmp_path):
-    """With the registry line and the schema fragment merged, run_point runs every stage;
-    the risk is orbit-invariant, the excess-loss law is KS-tested automatically
-    (law_excess_pretrain_loss), every stage file round-trips through netCDF and the stages
-    rerun from the files give the same numbers, and a wrong key is reported with its path."""
+def test_pipeline_runs_end_to_end_through_the_stages(tmp_path):
+    """run_point runs every stage; the risk is orbit-invariant, the excess-loss law is
+    KS-tested automatically (law_excess_pretrain_loss), every stage file round-trips
+    through netCDF and the stages rerun from the files give the same numbers, and a wrong
+    key is reported with its path."""
     import xarray as xr
 
     from twostage import io, run_point, stages
@@ -680,7 +645,7 @@ def test_pipeline_runs_end_to_end_through_the_stages(registered, tmp_path):
     al = stages.align(stages.pretrain(files["simulate"]))
     down = stages.downstream(al, files["simulate"])
     xr.testing.assert_equal(down.drop_attrs(), out["downstream"].drop_attrs())
-    with pytest.raises(ConfigError, match=r"params\.e"):
+    with pytest.raises(ConfigError, match=r"population\.e"):
         run_point("spectral", {**BLOCK, "e": [0.6, 0.7, 0.3]}, replicates=2)
-    with pytest.raises(ConfigError, match=r"gtol"):
+    with pytest.raises(ConfigError, match=r"estimator\.gtol"):
         run_point("spectral", {"gtol": -1.0}, replicates=2)

@@ -101,7 +101,7 @@ def test_theory_only_sweep_with_fit_and_reference(tmp_path):
         "    case: gmm\n"
         "    replicates: 0\n"
         "    fit: quadratic\n"
-        "    params: {d: 6, theta_norm: 1.0, population_size: 20000, fisher_size: 20000}\n"
+        "    population: {d: 6, theta_norm: 1.0, population_size: 20000, fisher_size: 20000}\n"
         "    grid: {K: [2, 3, 4, 5]}\n"
         "    reference: {K: [2, 4], mean_L2: [0.009, 0.031]}\n"
     )

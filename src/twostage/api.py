@@ -9,20 +9,42 @@ import xarray as xr
 from threadpoolctl import threadpool_limits
 
 from . import stages
-from .config import expand_study
+from .config import SAMPLE_SIZE_KEYS, case_keys, expand_study
 from .errors import ConfigError
+
+
+def study_spec(case: str, params: Mapping[str, Any] | None = None, **keys: Any) -> dict[str, Any]:
+    """A study mapping from a flat mapping of parameters: each key of ``params`` goes to
+    ``population``, ``estimator`` or the sample sizes by its name (the names of a case are
+    unique across the kinds); other study keys (``replicates``, ``seed``, ...) are given as
+    keywords, ``None`` meaning the schema's default."""
+    params = dict(params or {})
+    spec: dict[str, Any] = {"case": case, "population": {}, "estimator": {}}
+    kinds = {key: kind for kind in ("population", "estimator") for key in case_keys(case, kind)}
+    for key, value in params.items():
+        if key in SAMPLE_SIZE_KEYS:
+            spec[key] = value
+        elif key in kinds:
+            spec[kinds[key]][key] = value
+        else:
+            raise ConfigError(
+                f"invalid config key 'params.{key}': not a parameter of case {case!r}; "
+                f"expected n, alpha, or one of {sorted(kinds)}"
+            )
+    spec.update({k: v for k, v in keys.items() if v is not None})
+    return spec
 
 
 def run_point(
     case: str = "factor",
     params: Mapping[str, Any] | None = None,
     *,
-    replicates: int = 1000,
-    seed: int = 20260,
+    replicates: int | None = None,
+    seed: int | None = None,
     sampling: str | None = None,
     study: str = "notebook",
-    ks_bootstrap: int = 200,
-    p_var_tolerance: float = 0.05,
+    ks_bootstrap: int | None = None,
+    p_var_tolerance: float | None = None,
 ) -> dict[str, xr.Dataset]:
     """Run one point of a case study in-process and return every stage's dataset.
 
@@ -34,10 +56,11 @@ def run_point(
     case : str
         Case study name (see ``twostage.cases.REGISTRY``).
     params : mapping, optional
-        Case parameters (missing ones take the schema defaults), including ``n`` and
-        ``alpha``; ``m = floor(alpha n)``.
-    replicates, seed, sampling, study
-        As the study keys of the configuration.
+        Population and estimator parameters of the case and the sample sizes ``n`` and
+        ``alpha``, in one flat mapping (each name belongs to one kind); missing ones take
+        the schema defaults; ``m = floor(alpha n)``.
+    replicates, seed, sampling, study, ks_bootstrap, p_var_tolerance
+        As the study keys of the configuration (None: the schema's default).
 
     Returns
     -------
@@ -52,26 +75,20 @@ def run_point(
     ...                            "n": 1000, "alpha": 2}, replicates=200)
     >>> float(out["risk"]["mean_scaled_excess_risk"][0])  # doctest: +SKIP
     """
-    params = dict(params or {})
-    m = params.pop("m", None)  # derived from n and alpha; accepted when consistent
-    spec = {
-        "case": case,
-        "params": params,
-        "replicates": replicates,
-        "shard_size": replicates,
-        "seed": seed,
-        "ks_bootstrap": ks_bootstrap,
-        "p_var_tolerance": p_var_tolerance,
-    }
-    if sampling is not None:  # else the case's default ('sufficient'; 'raw' for gmm)
-        spec["sampling"] = sampling
-    (point,) = expand_study(study, spec)
-    if m is not None and int(m) != point.m:
-        raise ConfigError(
-            f"params.m = {m} disagrees with floor(alpha n) = {point.m}; give n and alpha"
-        )
+    spec = study_spec(
+        case,
+        params,
+        replicates=replicates,
+        seed=seed,
+        sampling=sampling,
+        ks_bootstrap=ks_bootstrap,
+        p_var_tolerance=p_var_tolerance,
+    )
+    (point,) = expand_study(study, spec, prefix="run_point")
+    if point.replicates < 1:
+        raise ConfigError("invalid config key 'run_point.replicates': expected >= 1 replicate")
     with threadpool_limits(limits=1):
-        sim = stages.simulate(point, 0, replicates)
+        sim = stages.simulate(point, 0, point.replicates)
         pre = stages.pretrain(sim)
         al = stages.align(pre)
         down = stages.downstream(al, sim)

@@ -1,8 +1,15 @@
 """Configuration: loading, schema validation with defaults, expansion of grids into points.
 
-The schema (``twostage/data/config.schema.yaml``, linked from
-``workflow/schemas/config.schema.yaml``) is the single source of every key, its
-description and its default. Errors name the key path and what was expected.
+The schema is composed of the central file ``twostage/data/config.schema.yaml`` (study
+keys; linked from ``workflow/schemas/config.schema.yaml``) and one fragment per registered
+case (``twostage/cases/<case>/schema.yaml``: its population and estimator parameters).
+Together they are the single source of every key, its description and its default. Errors
+name the key path as written and what was expected.
+
+A point has three kinds of settings, kept apart here and in :class:`Point`: the
+**population** parameters (they define the truth and key the truth and data streams), the
+**estimator** settings (they change the pre-training estimate only) and the **sample
+sizes** ``n`` and ``alpha`` (``m = floor(alpha n)``).
 """
 
 from __future__ import annotations
@@ -25,19 +32,49 @@ import yaml
 from . import seeding
 from .errors import ConfigError
 
-#: Keys of a point that set the sample sizes (not part of the population truth).
-SAMPLE_SIZE_KEYS = ("n", "alpha", "m")
+#: The sample-size keys of a point, besides its population and estimator parameters.
+SAMPLE_SIZE_KEYS = ("n", "alpha")
+#: The two kinds of case parameters (each a mapping validated by the case's fragment).
+KINDS = ("population", "estimator")
 
 
 def schema_path() -> Path:
-    """Path of the configuration schema shipped with the package."""
+    """Path of the central configuration schema shipped with the package."""
     return Path(str(resources.files("twostage") / "data" / "config.schema.yaml"))
 
 
 @lru_cache(maxsize=1)
 def schema() -> dict[str, Any]:
+    """The configuration schema: the central file with every registered case's fragment
+    composed in (the case enum, ``$defs/<case>_population`` and ``<case>_estimator``, and
+    one if/then branch per case for ``population``, ``estimator``, ``sampling`` and the
+    grid's keys)."""
+    from .cases import REGISTRY, fragment
+
     with open(schema_path()) as fh:
-        return yaml.safe_load(fh)
+        sch = yaml.safe_load(fh)
+    study = sch["$defs"]["study"]
+    study["properties"]["case"]["enum"] = list(REGISTRY)
+    for name in REGISTRY:
+        frag = fragment(name)
+        then: dict[str, Any] = {}
+        for kind in KINDS:
+            sch["$defs"][f"{name}_{kind}"] = {"default": {}, **frag[kind]}
+            then[kind] = {"$ref": f"#/$defs/{name}_{kind}"}
+        then["grid"] = {"propertyNames": {"enum": list(SAMPLE_SIZE_KEYS) + case_keys(name)}}
+        then["sampling"] = {"type": "string", **frag["sampling"]}
+        study["allOf"].append(
+            {"if": {"properties": {"case": {"const": name}}}, "then": {"properties": then}}
+        )
+    return sch
+
+
+def case_keys(case: str, kind: str | None = None) -> list[str]:
+    """The parameter names of a case (of one kind, or population then estimator)."""
+    from .cases import fragment
+
+    kinds = KINDS if kind is None else (kind,)
+    return [key for k in kinds for key in fragment(case)[k].get("properties", {})]
 
 
 def _with_defaults(cls: type) -> type:
@@ -67,9 +104,10 @@ def _resolve(ref: str) -> dict[str, Any]:
 _Validator = _with_defaults(jsonschema.Draft202012Validator)
 
 
-def _path(error: jsonschema.ValidationError, prefix: str = "") -> str:
+def _path(error: jsonschema.ValidationError, prefix: str = "", strip: int = 0) -> str:
+    """The error's key path, its first ``strip`` elements replaced by ``prefix``."""
     parts = [prefix] if prefix else []
-    for p in error.absolute_path:
+    for p in list(error.absolute_path)[strip:]:
         if isinstance(p, int):
             parts[-1:] = [f"{parts[-1]}[{p}]"] if parts else [f"[{p}]"]
         else:
@@ -85,7 +123,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return f"{error.message} (expected: {' '.join(str(desc).split())})"
 
 
-def _raise_first(errors: list[jsonschema.ValidationError], prefix: str = "") -> None:
+def _raise_first(
+    errors: list[jsonschema.ValidationError], prefix: str = "", strip: int = 0
+) -> None:
     if not errors:
         return
     # The deepest error is the most specific one; ties broken by path for determinism.
@@ -94,7 +134,8 @@ def _raise_first(errors: list[jsonschema.ValidationError], prefix: str = "") -> 
     while first.context:  # if/then and anyOf wrap the real error
         first = sorted(first.context, key=lambda e: -len(e.absolute_path))[0]
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-    raise ConfigError(f"invalid config key '{_path(first, prefix)}': {_describe(first)}{more}")
+    where = _path(first, prefix, strip if len(first.absolute_path) >= strip else 0)
+    raise ConfigError(f"invalid config key '{where}': {_describe(first)}{more}")
 
 
 def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -136,10 +177,10 @@ def pretrain_size(n: int, alpha: float) -> int:
     return math.floor(Fraction(repr(float(alpha))) * int(n))
 
 
-def _normalise(case: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Cast values to the schema's types (2 -> 2.0 for numbers), so that the point's
-    canonical JSON, hence its seed, does not depend on how a number was written."""
-    props = schema()["$defs"][f"{case}_params"]["properties"]
+def _normalise(case: str, kind: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Cast values to the fragment's types (2 -> 2.0 for numbers), so that the point's
+    canonical JSON, hence its seeds, does not depend on how a number was written."""
+    props = schema()["$defs"][f"{case}_{kind}"].get("properties", {})
     return {key: _cast(value, props[key]) for key, value in params.items()}
 
 
@@ -159,49 +200,71 @@ def _cast(value: Any, spec: dict[str, Any]) -> Any:
 
 @dataclass(frozen=True)
 class Point:
-    """One point of a study: a case, its parameters and the Monte Carlo settings."""
+    """One point of a study: a case, its population and estimator parameters, the sample
+    sizes, and the Monte Carlo settings.
+
+    Random streams are keyed by what they draw (see :meth:`stream_key`): the truth by the
+    population only; the pre-training data and algorithm streams by the population, the
+    sampling path and m; the downstream design by the population, the sampling path and n.
+    So points that differ only in an estimator setting share the truth and all their data
+    bit for bit, and points of a sample-size sweep share the truth."""
 
     study: str
     case: str
     sampling: str
-    params: dict[str, Any]
+    population: dict[str, Any]
+    estimator: dict[str, Any]
+    n: int
+    alpha: float
     seed: int
     replicates: int
     #: replicates per job: a grouping only, so it is not part of the point's description
     shard_size: int = 0
 
+    @property
+    def m(self) -> int:
+        return pretrain_size(self.n, self.alpha)
+
     @cached_property
     def key(self) -> dict[str, Any]:
-        return seeding.point_key(self.case, self.sampling, self.params)
+        """What identifies the point (its id and its bootstrap stream)."""
+        return {
+            "case": self.case,
+            "sampling": self.sampling,
+            "population": self.population,
+            "estimator": self.estimator,
+            "n": self.n,
+            "alpha": self.alpha,
+        }
 
     @cached_property
     def point_id(self) -> str:
         return seeding.digest_hex(self.key)
 
-    @cached_property
-    def words(self) -> list[int]:
-        return seeding.digest_words(self.key)
+    def stream_key(self, stage: str) -> dict[str, Any]:
+        """What the random stream of ``stage`` is keyed by (besides replicate and seed)."""
+        if stage == "truth":
+            return {"case": self.case, "population": self.population}
+        if stage in ("pretrain_data", "pretrain_algorithm"):
+            return {**self.stream_key("truth"), "sampling": self.sampling, "m": self.m}
+        if stage == "downstream_data":
+            return {**self.stream_key("truth"), "sampling": self.sampling, "n": self.n}
+        return self.key
+
+    def streams(self, stage: str, replicates: Any) -> list:
+        """One generator per replicate of ``stage``'s stream (:func:`seeding.streams`)."""
+        words = seeding.digest_words(self.stream_key(stage))
+        return seeding.streams(stage, replicates, words, self.seed)
 
     @cached_property
-    def population(self) -> dict[str, Any]:
-        """The parameters that define the population truth (sample sizes removed)."""
-        return {k: v for k, v in self.params.items() if k not in SAMPLE_SIZE_KEYS}
-
-    @cached_property
-    def population_words(self) -> list[int]:
-        return seeding.digest_words({"case": self.case, "params": self.population})
-
-    @property
-    def m(self) -> int:
-        return int(self.params["m"])
-
-    @property
-    def n(self) -> int:
-        return int(self.params["n"])
+    def settings(self) -> dict[str, Any]:
+        """Every parameter of the point by name: population, estimator, n, alpha and m
+        (names are unique across the kinds: a contract of every case's fragment)."""
+        return {**self.population, **self.estimator, "n": self.n, "alpha": self.alpha, "m": self.m}
 
     @property
     def n_shards(self) -> int:
-        return -(-self.replicates // (self.shard_size or self.replicates))
+        return -(-self.replicates // (self.shard_size or self.replicates or 1))
 
     def shard_range(self, shard: int) -> tuple[int, int]:
         if not 0 <= shard < self.n_shards:
@@ -216,7 +279,10 @@ class Point:
                 "study": self.study,
                 "case": self.case,
                 "sampling": self.sampling,
-                "params": self.params,
+                "population": self.population,
+                "estimator": self.estimator,
+                "n": self.n,
+                "alpha": self.alpha,
                 "seed": self.seed,
                 "replicates": self.replicates,
             }
@@ -224,57 +290,102 @@ class Point:
 
     @classmethod
     def from_json(cls, text: str) -> Point:
+        """The point a stage output or ``--point`` describes, validated like a config."""
         try:
             d = json.loads(text)
-            point = cls(**d)
-        except (json.JSONDecodeError, TypeError) as exc:
+            if not isinstance(d, dict):
+                raise TypeError("not a JSON object")
+            study, case = d.pop("study"), d.pop("case")
+            replicates = d.pop("replicates")
+            spec = {"case": case, "replicates": replicates, **d}
+        except (json.JSONDecodeError, TypeError, KeyError) as exc:
             raise ConfigError(
                 f"--point is not a point description written by twostage: {exc}"
             ) from None
-        from .cases import get_case
+        if not isinstance(study, str) or not isinstance(case, str):
+            raise ConfigError("--point: 'study' and 'case' must be strings")
+        points = expand_study(study, spec, prefix="point")
+        if len(points) != 1:
+            raise ConfigError("--point describes a single point; it may not hold a 'grid'")
+        return points[0]
 
-        get_case(point.case).check_params(point.params, prefix="point.params")
-        return point
+
+def _kind_of(case: str, key: str) -> str:
+    if key in SAMPLE_SIZE_KEYS:
+        return "sizes"
+    for kind in KINDS:
+        if key in case_keys(case, kind):
+            return kind
+    raise ConfigError(f"{key!r} is not a parameter of case {case!r}")  # schema catches it first
 
 
-def expand_study(name: str, study: Mapping[str, Any]) -> list[Point]:
+def expand_study(name: str, study: Mapping[str, Any], prefix: str | None = None) -> list[Point]:
     """Every combination of the study's grid lists, as :class:`Point` objects.
 
     The order of points is the order of the grid (first key slowest); their ids and seeds
-    do not depend on that order.
+    do not depend on that order. Every point is validated: grid values against the case's
+    fragment, the case's cross-key checks, and m = floor(alpha n) >= 1; errors name the key
+    as written (``studies.<name>.grid.d``, ``studies.<name>.population.k``).
     """
     from .cases import get_case
 
+    prefix = f"studies.{name}" if prefix is None else prefix
     study = copy.deepcopy(dict(study))
-    # Fill defaults of a study given without them (e.g. from run_point).
-    _raise_first(list(_Validator(schema()).iter_errors({"studies": {name: study}})))
-    case = get_case(study["case"])
-    prefix = f"studies.{name}"
-    param_schema = {**schema()["$defs"][f"{study['case']}_params"], "$defs": schema()["$defs"]}
+    # Fill defaults (and validate) a study given without them (e.g. from run_point).
+    _raise_first(list(_Validator(schema()).iter_errors({"studies": {name: study}})), prefix, 2)
+    case_name = study["case"]
+    case = get_case(case_name)
     grid = study["grid"]
     keys = list(grid)
+    kinds = {key: _kind_of(case_name, key) for key in keys}
+    sizes_schema = schema()["$defs"]["study"]["properties"]
     points = []
     for combo in itertools.product(*(grid[k] for k in keys)):
-        params = {**study["params"], **dict(zip(keys, combo, strict=True))}
-        errors = list(_Validator(param_schema).iter_errors(params))
-        if errors:
-            bad = errors[0].absolute_path[0] if errors[0].absolute_path else None
-            where = f"{prefix}.grid" if bad in grid else f"{prefix}.params"
-            _raise_first(errors, where)
-        params = _normalise(study["case"], params)
-        params["m"] = pretrain_size(params["n"], params["alpha"])
-        case.check_params(params, prefix=f"{prefix}.params")
-        if params["m"] < 1:
+        values = dict(zip(keys, combo, strict=True))
+        parts: dict[str, dict[str, Any]] = {
+            "population": dict(study["population"]),
+            "estimator": dict(study["estimator"]),
+            "sizes": {k: study[k] for k in SAMPLE_SIZE_KEYS},
+        }
+        for key, value in values.items():
+            parts[kinds[key]][key] = value
+
+        def where(key: str, values: dict[str, Any] = values) -> str:
+            """The key's path as the user wrote it."""
+            if key in values:
+                return f"{prefix}.grid.{key}"
+            if key in SAMPLE_SIZE_KEYS:
+                return f"{prefix}.{key}"
+            return f"{prefix}.{_kind_of(case_name, key)}.{key}"
+
+        for kind in KINDS:
+            sub = {**schema()["$defs"][f"{case_name}_{kind}"], "$defs": schema()["$defs"]}
+            errs = list(_Validator(sub).iter_errors(parts[kind]))
+            if errs:
+                path = errs[0].absolute_path
+                bad = str(path[0]) if path else None
+                _raise_first(errs, where(bad).rsplit(".", 1)[0] if bad else f"{prefix}.{kind}")
+            parts[kind] = _normalise(case_name, kind, parts[kind])
+        for key in SAMPLE_SIZE_KEYS:
+            errs = list(_Validator(sizes_schema[key]).iter_errors(parts["sizes"][key]))
+            if errs:
+                _raise_first(errs, where(key))
+        n, alpha = int(parts["sizes"]["n"]), float(parts["sizes"]["alpha"])
+        case.check(parts["population"], parts["estimator"], where)
+        if pretrain_size(n, alpha) < 1:
             raise ConfigError(
-                f"invalid config key '{prefix}.grid.alpha': alpha * n must be >= 1 "
-                f"(got alpha={params['alpha']}, n={params['n']})"
+                f"invalid config key '{where('alpha')}': alpha * n must be >= 1 "
+                f"(got alpha={alpha}, n={n})"
             )
         points.append(
             Point(
                 study=name,
-                case=study["case"],
+                case=case_name,
                 sampling=study["sampling"],
-                params=params,
+                population=parts["population"],
+                estimator=parts["estimator"],
+                n=n,
+                alpha=alpha,
                 seed=study["seed"],
                 replicates=study["replicates"],
                 shard_size=study["shard_size"],
@@ -293,6 +404,12 @@ def expand_config(config: Mapping[str, Any]) -> dict[str, list[Point]]:
 
 #: Study keys used only by the aggregation and figures (not part of any point).
 SETTINGS = ("p_var_tolerance", "ks_bootstrap", "cdf_panels", "fit", "reference")
+
+
+def study_defaults() -> dict[str, Any]:
+    """The default of every study key of the central schema (one home for them)."""
+    props = schema()["$defs"]["study"]["properties"]
+    return {key: copy.deepcopy(spec["default"]) for key, spec in props.items() if "default" in spec}
 
 
 def study_settings(study: Mapping[str, Any]) -> dict[str, Any]:

@@ -43,8 +43,7 @@ def alignment_variables(
     aligned: np.ndarray,
     g: np.ndarray,
     distance: np.ndarray,
-    rep_dims: tuple[str, str],
-    target: str,
+    rep_dims: tuple[str, ...],
     group: str,
 ) -> dict:
     """The alignment stage's standard variables ``representation_aligned`` (dims
@@ -54,25 +53,31 @@ def alignment_variables(
         "representation_aligned": (
             ("replicate", *rep_dims),
             aligned,
-            {"long_name": f"representative aligned to {target} by {group}"},
+            {"long_name": f"representative aligned to the true one by {group}"},
         ),
         "group_element": (
             ("replicate", "component", "component_"),
             g,
-            {"long_name": f"the {group} element applied by the alignment"},
+            {"long_name": f"the element of {group} applied by the alignment"},
         ),
         "alignment_distance": (
             ("replicate",),
             distance,
-            {"long_name": f"Frobenius distance to {target} after alignment"},
+            {"long_name": f"Frobenius distance to the true representative after {group}"},
         ),
     }
 
 
 class OrthogonalGroup:
-    """O(k) acting on representatives ``A`` of shape (d, k) by ``A -> A Q``."""
+    """O(k) acting on representatives ``A`` of shape (d, k) by ``A -> A Q``; alignment by
+    orthogonal Procrustes over the full group (reflections included)."""
 
-    name = "O(k)"
+    name = "O(k) Procrustes"
+
+    @staticmethod
+    def random(rep: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A Haar-distributed element acting on representatives shaped like ``rep``."""
+        return random_orthogonal(rep.shape[-1], rng)
 
     @staticmethod
     def act(rep: np.ndarray, g: np.ndarray) -> np.ndarray:
@@ -99,7 +104,13 @@ class PermutationGroup:
     matrix; alignment by Hungarian matching (``scipy.optimize.linear_sum_assignment``)
     with squared Euclidean cost."""
 
-    name = "S_K"
+    name = "S_K Hungarian matching"
+
+    @staticmethod
+    def random(rep: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A uniformly random permutation matrix acting on representatives shaped like
+        ``rep`` (the rows are relabelled)."""
+        return np.eye(rep.shape[-2])[rng.permutation(rep.shape[-2])]
 
     @staticmethod
     def act(rep: np.ndarray, g: np.ndarray) -> np.ndarray:

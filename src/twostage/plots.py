@@ -24,6 +24,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 import xarray as xr  # noqa: E402
 
+from .cases import get_case  # noqa: E402
 from .gchisq import GeneralizedChiSquare  # noqa: E402
 
 FIGURES = ("cdf", "convergence", "closed_forms", "diagnostics")
@@ -142,23 +143,21 @@ def convergence_figure(risk: xr.Dataset, reference: dict | None = None) -> plt.F
 
 
 def closed_forms_figure(risk: xr.Dataset, th: xr.Dataset) -> plt.Figure:
-    forms = {"numerical": "limit_weights"}
-    forms.update({str(v)[12:]: str(v) for v in th.data_vars if str(v).startswith("closed_form_")})
+    """m Rep against the numerical limit and the case's declared closed forms."""
+    declared = get_case(str(risk.attrs["case"])).outputs.closed_forms
+    forms = {"numerical": ("limit_weights", "numerical limit")}
+    forms.update({f.name: (f.variable, f.label) for f in declared})
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     i = int(np.argmax(risk["m"].values))
     sample = risk["m_rep"].values[i]
     x = _grid_x(sample)
     sns.ecdfplot(x=sample, ax=axes[0], color="C0", label=f"Monte Carlo (m = {int(risk['m'][i])})")
     styles = {"numerical": ("k", "--"), "corrected": ("C2", ":"), "printed": ("C3", "-.")}
-    for j, (name, var) in enumerate(forms.items()):
+    for j, (name, (var, label)) in enumerate(forms.items()):
         law = GeneralizedChiSquare(th[var].values[i])
         colour, ls = styles.get(name, (f"C{4 + j}", "-"))
-        ks = (
-            risk.get(f"ks_m_rep_{name}", risk["ks_pre"])[i]
-            if name != "numerical"
-            else risk["ks_pre"][i]
-        )
-        axes[0].plot(x, law.cdf(x), color=colour, ls=ls, label=f"{name} (KS {float(ks):.3f})")
+        ks = risk["ks_pre"][i] if name == "numerical" else risk[f"ks_m_rep_{name}"][i]
+        axes[0].plot(x, law.cdf(x), color=colour, ls=ls, label=f"{label} (KS {float(ks):.3f})")
     axes[0].set_xlabel("m·Rep")
     axes[0].set_title("law of m·Rep at the largest m")
     axes[0].legend(fontsize=8)
@@ -174,9 +173,9 @@ def closed_forms_figure(risk: xr.Dataset, th: xr.Dataset) -> plt.Figure:
             capsize=3,
             label=f"Monte Carlo mean ± 2 s.e., α = {alpha:g}",
         )
-    for j, (name, var) in enumerate(forms.items()):
+    for j, (name, (var, label)) in enumerate(forms.items()):
         colour, ls = styles.get(name, (f"C{4 + j}", "-"))
-        ax.axhline(float(th[var].values[i].sum()), color=colour, ls=ls, label=f"{name} E‖L(Z)‖²")
+        ax.axhline(float(th[var].values[i].sum()), color=colour, ls=ls, label=f"{label} E‖L(Z)‖²")
     ax.set_xscale("log")
     ax.set_xlabel("m")
     ax.set_ylabel("E m·Rep")
@@ -188,35 +187,32 @@ def closed_forms_figure(risk: xr.Dataset, th: xr.Dataset) -> plt.Figure:
 
 
 def diagnostics_figure(risk: xr.Dataset, th: xr.Dataset) -> plt.Figure:
-    laws = [str(v)[4:] for v in th.data_vars if str(v).startswith("law_") and str(v)[4:] in risk]
-    entries = [str(v) for v in risk.data_vars if str(v).startswith("entry_var_")]
+    """Parameter-level laws of the case's declared diagnostics, per-entry variances of its
+    multi-dimensional diagnostics against their predictions, and the orbit invariance."""
+    outputs = get_case(str(risk.attrs["case"])).outputs
+    laws = [v for v in outputs.with_laws if v.name in risk]
+    entries = [v for v in outputs.entries if f"entry_var_{v.name}" in risk]
     panels = len(laws) + len(entries) + 1
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.2), squeeze=False)
     i = int(np.argmax(risk["m"].values))
-    for ax, var in zip(axes[0], laws, strict=False):
-        sample = risk[var].values[i]
+    for ax, out in zip(axes[0], laws, strict=False):
+        sample = risk[out.name].values[i]
         sns.ecdfplot(x=sample, ax=ax, label=f"Monte Carlo (m = {int(risk['m'][i])})")
         x = _grid_x(sample)
-        ax.plot(x, GeneralizedChiSquare(th[f"law_{var}"].values[i]).cdf(x), "k--", label="limit")
-        ks = risk.get(f"ks_{var}")
-        ax.set_title(
-            f"{risk[var].attrs.get('long_name', var)}"
-            + (f"\nKS {float(ks[i]):.3f}" if ks is not None else ""),
-            fontsize=9,
-        )
+        ax.plot(x, GeneralizedChiSquare(th[out.law].values[i]).cdf(x), "k--", label="limit")
+        ks = float(risk[f"ks_{out.name}"][i])
+        ax.set_title(f"{out.description}\nKS {ks:.3f}", fontsize=9)
         ax.legend(fontsize=8)
-    for ax, var in zip(axes[0][len(laws) :], entries, strict=False):
-        emp = risk[var].values[i].ravel()
-        prefix = risk[var].attrs.get("predictions", "")
-        preds = [str(v) for v in th.data_vars if prefix and str(v).startswith(prefix)]
-        for j, name in enumerate(preds):
-            pred = th[name].values[i].ravel()
-            ax.scatter(emp, pred, marker="oxs+^"[j % 5], label=name[len(prefix) :])
-        top = max([emp.max()] + [th[p].values[i].max() for p in preds])
+    for ax, out in zip(axes[0][len(laws) :], entries, strict=False):
+        emp = risk[f"entry_var_{out.name}"].values[i].ravel()
+        preds = [(label, var) for label, var in out.predictions if var in th]
+        for j, (label, var) in enumerate(preds):
+            ax.scatter(emp, th[var].values[i].ravel(), marker="oxs+^"[j % 5], label=label)
+        top = max([emp.max()] + [th[var].values[i].max() for _, var in preds])
         ax.plot([0, top], [0, top], "k:", lw=1, label="prediction = Monte Carlo")
         ax.set_xlabel(f"Monte Carlo variance per entry (m = {int(risk['m'][i])})")
         ax.set_ylabel("predicted variance")
-        ax.set_title(risk[var].attrs.get("long_name", var), fontsize=9)
+        ax.set_title(f"per-entry variance of {out.description}", fontsize=9)
         ax.legend(fontsize=8)
     ax = axes[0][-1]
     gap = risk["orbit_invariance_error"]

@@ -2,10 +2,13 @@
 
 Every random draw is keyed by *what* it is, never by where or when it runs::
 
-    Generator(PCG64(SeedSequence([stage_id, replicate, *point_words, root_seed])))
+    Generator(PCG64(SeedSequence([stage_id, replicate, *key_words, root_seed])))
 
-``point_words`` are the eight 32-bit words of the SHA-256 of the point's canonical JSON
-and ``root_seed`` is the study's seed. Shards are only a grouping of replicates into jobs:
+``key_words`` are the eight 32-bit words of the SHA-256 of the canonical JSON of what the
+stream draws (:meth:`twostage.config.Point.stream_key`: the truth is keyed by the case and
+its population parameters, the pre-training data by those, the sampling path and m, the
+downstream design by those, the sampling path and n) and ``root_seed`` is the study's
+seed. Shards are only a grouping of replicates into jobs:
 changing the shard size, the number of cores or the executor changes no number, and adding
 replicates leaves the existing ones untouched.
 """
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -56,7 +59,7 @@ def stream(stage: str, replicate: int, words: Iterable[int], root_seed: int) -> 
     replicate : int
         Global replicate index (not shard-local).
     words : iterable of int
-        32-bit words identifying the point (see :func:`digest_words`).
+        32-bit words identifying what is drawn (see :func:`digest_words`).
     root_seed : int
         The study's seed.
     """
@@ -74,8 +77,3 @@ def streams(
     """One generator per replicate (see :func:`stream`)."""
     words = list(words)
     return [stream(stage, r, words, root_seed) for r in replicates]
-
-
-def point_key(case: str, sampling: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    """What identifies a point: its case, its sampling path and all its parameters."""
-    return {"case": case, "sampling": sampling, "params": dict(params)}

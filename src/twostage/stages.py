@@ -17,15 +17,18 @@ from scipy import stats
 
 from . import seeding
 from .cases import get_case
-from .cases._base import Variables
-from .config import Point
+from .cases._base import Variables, arrays
+from .config import Point, study_defaults
 from .errors import InputFileError
 from .gchisq import GeneralizedChiSquare
+from .groups import alignment_variables
 from .io import json_attr
 
 TRUTH = "truth_"
-#: Replicate-level variables kept by the aggregation, in this order when present.
-REPLICATE_VARS = (
+#: Per-replicate variables the framework itself computes (alignment and downstream
+#: stages), kept per (point, replicate) by the aggregation before each case's declared
+#: ``Output(..., aggregate=True)`` variables.
+FRAMEWORK_REPLICATE_VARS = (
     "scaled_excess_risk",
     "n_rep",
     "n_leak",
@@ -37,21 +40,8 @@ REPLICATE_VARS = (
     "d_eff_n",
     "orbit_invariance_error",
     "alignment_distance",
-    "descriptor_distance",
-    "eigvec_error",
-    "center_error",
-    "excess_pretrain_loss",
-    "section_distance",
-    "n_active",
-    "converged",
-    "n_iter",
-    "loglik",
-    "loglik_monotone",
-    "objective",
-    "grad_norm",
-    "best_start",
-    "n_worse_starts",
 )
+#: Scaled risk terms summarised per point by their mean and Monte Carlo standard error.
 SUMMARISED = ("scaled_excess_risk", "n_rep", "n_leak", "n_var", "m_rep")
 PROBABILITIES = np.round(np.linspace(0.005, 0.995, 199), 3)
 
@@ -70,12 +60,14 @@ def _attrs(point: Point) -> dict[str, Any]:
     }
 
 
+def _scalar(value: Any) -> bool:
+    return isinstance(value, bool | int | float | str)
+
+
 def _coords(point: Point) -> dict[str, Any]:
-    """Scalar parameters of the point as coordinates."""
+    """Scalar parameters of the point (population, estimator, n, alpha, m) as coordinates."""
     coords: dict[str, Any] = {"point_id": point.point_id}
-    for key, value in point.params.items():
-        if isinstance(value, bool | int | float | str):
-            coords[key] = value
+    coords.update({k: v for k, v in point.settings.items() if _scalar(v)})
     return coords
 
 
@@ -112,16 +104,16 @@ def _arrays(ds: xr.Dataset, names: Sequence[str]) -> dict[str, np.ndarray]:
 def _truth_variables(point: Point) -> Variables:
     """The population truth of a point, drawn from its own keyed stream.
 
-    The stream is keyed by the population parameters only (not m, n), so every point of a
-    sample-size sweep shares the same truth.
-    """
-    rng = seeding.stream("truth", 0, point.population_words, point.seed)
-    return get_case(point.case).truth(point.params, rng)
+    The stream is keyed by the case and the population parameters only (not the
+    estimator settings, not m or n), so every point of a sample-size or estimator sweep
+    shares the same truth."""
+    (rng,) = point.streams("truth", [0])
+    return get_case(point.case).truth(point.population, rng)
 
 
 def truth(point: Point) -> dict[str, np.ndarray]:
     """The population truth of a point as numpy arrays (see :func:`_truth_variables`)."""
-    return {name: arr for name, (_, arr, _) in _truth_variables(point).items()}
+    return arrays(_truth_variables(point))
 
 
 # ---------------------------------------------------------------------------- stages
@@ -133,7 +125,7 @@ def simulate(point: Point, start: int, stop: int) -> xr.Dataset:
         )
     case = get_case(point.case)
     truth_v = _truth_variables(point)
-    truth_arr = {name: arr for name, (_, arr, _) in truth_v.items()}
+    truth_arr = arrays(truth_v)
     reps = np.arange(start, stop)
     data = (
         {**_draw(point, truth_arr, reps, "pretrain"), **_draw(point, truth_arr, reps, "downstream")}
@@ -151,9 +143,8 @@ def _draw(point: Point, tr: Mapping[str, np.ndarray], reps: np.ndarray, role: st
     their keyed streams."""
     case = get_case(point.case)
     stream = "pretrain_data" if role == "pretrain" else "downstream_data"
-    rngs = seeding.streams(stream, reps, point.words, point.seed)
     size = point.m if role == "pretrain" else point.n
-    return case.sample(tr, size, rngs, role, point.sampling)
+    return case.sample(tr, size, point.streams(stream, reps), role, point.sampling)
 
 
 def _stored(sim: xr.Dataset) -> dict[str, np.ndarray]:
@@ -161,20 +152,25 @@ def _stored(sim: xr.Dataset) -> dict[str, np.ndarray]:
 
 
 def pretrain(sim: xr.Dataset) -> xr.Dataset:
-    """Stage-1 estimation: representation, descriptor and diagnostics per replicate.
+    """Stage-1 estimation: representation, descriptor and diagnostics per replicate, with
+    the point's estimator settings.
 
     Cases that do not store their data regenerate it here from the same keyed streams, a
     chunk of replicates at a time (identical numbers, bounded memory)."""
     point = point_of(sim)
     case = get_case(point.case)
     reps = sim["replicate"].values
-    rngs = seeding.streams("pretrain_algorithm", reps, point.words, point.seed)
+    rngs = point.streams("pretrain_algorithm", reps)
     tr = truth_of(sim)
     if case.stores_data:
-        est = _dataset(case.pretrain(tr, _stored(sim), rngs))
+        est = _dataset(case.pretrain(tr, _stored(sim), point.estimator, rngs))
     else:
-        data_rngs = seeding.streams("pretrain_data", reps, point.words, point.seed)
-        est = _dataset(case.pretrain_from_streams(tr, point.m, data_rngs, rngs, point.sampling))
+        data_rngs = point.streams("pretrain_data", reps)
+        est = _dataset(
+            case.pretrain_from_streams(
+                tr, point.m, point.estimator, data_rngs, rngs, point.sampling
+            )
+        )
     ds = xr.merge([_truth_vars(sim), est], compat="no_conflicts", join="exact")
     ds = ds.assign_coords(sim.coords)
     ds.attrs = dict(sim.attrs)
@@ -182,12 +178,18 @@ def pretrain(sim: xr.Dataset) -> xr.Dataset:
 
 
 def align(pre: xr.Dataset) -> xr.Dataset:
-    """Orbit alignment of each representative to the truth (diagnostics only)."""
+    """Orbit alignment of each representative to the truth by the case's symmetry group
+    (diagnostics only), and the case's parameter-level diagnostics."""
     point = point_of(pre)
     case = get_case(point.case)
+    tr = truth_of(pre)
     est = _arrays(pre, [v for v in pre.data_vars if not v.startswith(TRUTH)])
-    al = _dataset(case.align(truth_of(pre), est, point.m))
-    ds = xr.merge([pre, al], compat="no_conflicts", join="exact")
+    aligned, g, dist = case.group.align(est["representation"], case.reference(tr))
+    variables = alignment_variables(
+        aligned, g, dist, pre["representation"].dims[1:], case.group.name
+    )
+    variables.update(case.diagnostics(tr, est, aligned, point.m))
+    ds = xr.merge([pre, _dataset(variables)], compat="no_conflicts", join="exact")
     ds.attrs = dict(pre.attrs)
     return ds
 
@@ -213,7 +215,7 @@ def downstream(al: xr.Dataset, sim: xr.Dataset) -> xr.Dataset:
     def fit(representation: np.ndarray) -> Variables:
         if case.stores_data:
             return case.downstream(tr, representation, _stored(sim), point.n)
-        rngs = seeding.streams("downstream_data", reps, point.words, point.seed)
+        rngs = point.streams("downstream_data", reps)
         return case.downstream_from_streams(tr, representation, point.n, rngs, point.sampling)
 
     risk = fit(al["representation"].values)
@@ -244,10 +246,11 @@ def downstream(al: xr.Dataset, sim: xr.Dataset) -> xr.Dataset:
             {"long_name": "max |change| of n Rep, n Leak, n Var under the aligning group element"},
         ),
     }
+    entries = {v.name for v in case.outputs.entries}
     keep = [
         v
         for v in al.data_vars
-        if v.startswith(TRUTH) or al[v].dims == ("replicate",) or v in case.entry_diagnostics
+        if v.startswith(TRUTH) or al[v].dims == ("replicate",) or v in entries
     ]
     ds = xr.merge([al[keep], _dataset(risk), _dataset(extra)], compat="no_conflicts", join="exact")
     ds.attrs = dict(al.attrs)
@@ -257,7 +260,7 @@ def downstream(al: xr.Dataset, sim: xr.Dataset) -> xr.Dataset:
 def theory(point: Point) -> xr.Dataset:
     """The limit of Theorem 5.1 at a point, with the case's closed forms alongside."""
     case = get_case(point.case)
-    lim = _dataset(case.limit(truth(point)))
+    lim = _dataset(case.limit(truth(point), point.estimator))
     alpha_eff = point.m / point.n
     weights = lim["limit_weights"].values
     sigma2, d_eff = float(lim["sigma2"]), int(lim["d_eff"])
@@ -276,14 +279,13 @@ def theory(point: Point) -> xr.Dataset:
             {"long_name": "quantiles of the limit of n (R - sigma^2)"},
         ),
     }
-    for name in lim.data_vars:
-        if str(name).startswith("closed_form_"):
-            extra[f"mean_L2_{str(name)[12:]}"] = (
-                (),
-                lim[name].values.sum(),
-                {"long_name": f"E ||L(Z)||^2 by the {str(name)[12:]} closed form"},
-            )
-    if "d_base" in lim and int(lim["d_base"]) > d_eff:
+    for form in case.outputs.closed_forms:
+        extra[f"mean_L2_{form.name}"] = (
+            (),
+            lim[form.variable].values.sum(),
+            {"long_name": f"E ||L(Z)||^2 by the {form.label}"},
+        )
+    if int(lim["d_base"]) > d_eff:
         extra["alpha0"] = (
             (),
             weights.sum() / (sigma2 * (int(lim["d_base"]) - d_eff)),
@@ -346,11 +348,13 @@ def combine_shards(shards: Sequence[xr.Dataset]) -> xr.Dataset:
 
 
 def summarise(
-    ds: xr.Dataset, th: xr.Dataset, p_var_tolerance: float = 0.05, ks_bootstrap: int = 200
+    ds: xr.Dataset, th: xr.Dataset, p_var_tolerance: float, ks_bootstrap: int
 ) -> dict[str, float]:
     """Per-point summaries: means with Monte Carlo standard errors, KS distances to the
-    limits (with bootstrap standard errors and the 1% critical value) and p_var."""
+    limits (with bootstrap standard errors and the 1% critical value), p_var, and the
+    counts of replicates failing each of the case's flags (e.g. ``n_not_converged``)."""
     point = point_of(ds)
+    outputs = get_case(point.case).outputs
     r = point.replicates
     out: dict[str, float] = {}
     for v in SUMMARISED:
@@ -367,13 +371,11 @@ def summarise(
         ),
         "pre": ("n_rep", GeneralizedChiSquare(weights / alpha_eff)),
     }
-    for name in th.data_vars:
-        name = str(name)
-        if name.startswith("closed_form_"):
-            laws[f"m_rep_{name[12:]}"] = ("m_rep", GeneralizedChiSquare(th[name].values))
-        elif name.startswith("law_") and name[4:] in ds:
-            laws[name[4:]] = (name[4:], GeneralizedChiSquare(th[name].values))
-    rng = seeding.stream("bootstrap", 0, point.words, point.seed)
+    for form in outputs.closed_forms:
+        laws[f"m_rep_{form.name}"] = ("m_rep", GeneralizedChiSquare(th[form.variable].values))
+    for v in outputs.with_laws:
+        laws[v.name] = (v.name, GeneralizedChiSquare(th[v.law].values))
+    rng = point.streams("bootstrap", [0])[0]
     b = int(ks_bootstrap)
     for label, (var, law) in laws.items():
         x = ds[var].values
@@ -383,8 +385,8 @@ def summarise(
     p = float(np.mean(np.abs(ds["n_var"].values - sigma2 * d_eff) > eps))
     out["p_var"], out["p_var_se"] = p, float(np.sqrt(p * (1 - p) / r))
     out["ks_critical_01"] = float(stats.kstwo.ppf(0.99, r))
-    if "converged" in ds:  # iterative estimators: non-converged replicates are counted, kept
-        out["n_not_converged"] = float(np.sum(~ds["converged"].values.astype(bool)))
+    for flag in outputs.flags:  # failures are counted and kept, never dropped
+        out[f"n_not_{flag}"] = float(np.sum(~ds[flag].values.astype(bool)))
     return out
 
 
@@ -392,8 +394,8 @@ def aggregate(
     shards_per_point: Sequence[Sequence[xr.Dataset]],
     theories: Sequence[xr.Dataset],
     *,
-    p_var_tolerance: float = 0.05,
-    ks_bootstrap: int = 200,
+    p_var_tolerance: float | None = None,
+    ks_bootstrap: int | None = None,
 ) -> tuple[xr.Dataset, xr.Dataset]:
     """Aggregate a study: replicate-level values per (point, replicate), per-point
     summaries, and the per-point limits.
@@ -423,17 +425,23 @@ def aggregate(
 
     point_coords = _point_coords(points)
     rep_index = np.arange(points[0].replicates)
+    outputs = get_case(points[0].case).outputs
+    if p_var_tolerance is None or ks_bootstrap is None:
+        defaults = study_defaults()
+        p_var_tolerance = (
+            defaults["p_var_tolerance"] if p_var_tolerance is None else p_var_tolerance
+        )
+        ks_bootstrap = defaults["ks_bootstrap"] if ks_bootstrap is None else ks_bootstrap
     data: dict[str, Any] = {}
-    for v in REPLICATE_VARS:
-        present = [v in ds for ds in combined]
-        if any(present) and not all(present):
-            raise InputFileError(f"variable {v} present in some points only")
-        if all(present):
-            data[v] = xr.Variable(
-                ("point", "replicate"),
-                np.stack([ds[v].values for ds in combined]),
-                combined[0][v].attrs,
-            )
+    for v in (*FRAMEWORK_REPLICATE_VARS, *outputs.aggregated):
+        missing_in = [p.point_id for p, ds in zip(points, combined, strict=True) if v not in ds]
+        if missing_in:
+            raise InputFileError(f"variable {v} is missing from the files of point(s) {missing_in}")
+        data[v] = xr.Variable(
+            ("point", "replicate"),
+            np.stack([ds[v].values for ds in combined]),
+            combined[0][v].attrs,
+        )
     summaries = [
         summarise(ds, th, p_var_tolerance, ks_bootstrap)
         for ds, th in zip(combined, ths, strict=True)
@@ -442,12 +450,13 @@ def aggregate(
         data[key] = xr.Variable(("point",), np.array([s[key] for s in summaries], dtype=float))
     # Per-entry Monte Carlo variances of the case's multi-dimensional diagnostics (e.g. the
     # spectral off-diagonal block), when every point has the same shape.
-    for v, predictions in get_case(points[0].case).entry_diagnostics.items():
-        if all(v in ds for ds in combined) and len({ds[v].shape for ds in combined}) == 1:
+    for out in outputs.entries:
+        v = out.name
+        if len({ds[v].shape for ds in combined}) == 1:
             data[f"entry_var_{v}"] = xr.Variable(
                 ("point", *combined[0][v].dims[1:]),
                 np.stack([ds[v].values.var(axis=0, ddof=1) for ds in combined]),
-                {"long_name": f"per-entry Monte Carlo variance of {v}", "predictions": predictions},
+                {"long_name": f"per-entry Monte Carlo variance of {v}"},
             )
     risk = xr.Dataset(data, coords={**point_coords, "replicate": rep_index})
     attrs = {
@@ -531,18 +540,22 @@ def sweep(theories: Sequence[xr.Dataset], fit: str = "none") -> xr.Dataset:
     order = sorted(range(len(points)), key=lambda i: points[i].point_id)
     varying = [
         k
-        for k, v in points[0].params.items()
-        if isinstance(v, int | float) and len({p.params[k] for p in points}) > 1
+        for k, v in points[0].settings.items()
+        if isinstance(v, int | float)
+        and not isinstance(v, bool)
+        and len({p.settings[k] for p in points}) > 1
     ]
+    if "m" in varying and ("n" in varying or "alpha" in varying):
+        varying.remove("m")  # derived from n and alpha
     if len(varying) != 1:
         raise InputFileError(
             f"a sweep varies exactly one numeric parameter; these points vary {varying}"
         )
     x_name = varying[0]
-    order = sorted(order, key=lambda i: points[i].params[x_name])
+    order = sorted(order, key=lambda i: points[i].settings[x_name])
     points = [points[i] for i in order]
     ds = aggregate_theory(points, [theories[i] for i in order])
-    ds = ds.assign_coords(x=("point", np.array([p.params[x_name] for p in points], float)))
+    ds = ds.assign_coords(x=("point", np.array([p.settings[x_name] for p in points], float)))
     ds["x"].attrs["long_name"] = x_name
     attrs: dict[str, Any] = {
         "case": points[0].case,
@@ -567,21 +580,17 @@ def sweep(theories: Sequence[xr.Dataset], fit: str = "none") -> xr.Dataset:
 
 
 def _sort_key(point: Point) -> tuple:
-    p = point.params
-    return (p.get("alpha", 0.0), p.get("n", 0), point.point_id)
+    return (point.alpha, point.n, point.point_id)
 
 
 def _point_coords(points: Sequence[Point]) -> dict[str, Any]:
-    scalar_keys = [
-        k for k, v in points[0].params.items() if isinstance(v, bool | int | float | str)
-    ]
     coords: dict[str, Any] = {
         "point_id": ("point", np.array([p.point_id for p in points], dtype=object)),
         "point_json": ("point", np.array([p.to_json() for p in points], dtype=object)),
     }
-    for key in scalar_keys:
-        values = [p.params.get(key) for p in points]
-        if all(isinstance(v, bool | int | float | str) for v in values):
+    for key in points[0].settings:
+        values = [p.settings.get(key) for p in points]
+        if all(_scalar(v) for v in values):
             coords[key] = ("point", np.array(values))
     return coords
 

@@ -9,14 +9,16 @@ import yaml
 
 from snakemake.utils import validate
 
-from twostage.cases import get_case
+from twostage.cases import costs, get_case
 from twostage.config import expand_config, study_settings, validate_config
 from twostage.errors import ConfigError
 from twostage.plots import FIGURES
 
 
-# Our validator first: its messages name the key path and what was expected, and it
-# checks what a schema cannot (e.g. len(factor_strengths) == k). Then Snakemake's own.
+# Our validator first: it composes the central schema with every case's fragment
+# (twostage/cases/<case>/schema.yaml), names the key path and what was expected, and checks
+# what a schema cannot (e.g. len(factor_strengths) == k). Then Snakemake's own, on the
+# central file (study keys; population and estimator are plain mappings there).
 try:
     _validated = validate_config(config)
 except ConfigError as exc:
@@ -111,8 +113,9 @@ def all_figures():
 
 
 # ---------------------------------------------------------------- cluster resources
-# Per-rule costs measured from the rules' benchmark files (workflow/resources.yaml); a job
-# asks for SAFETY times the predicted need (twice that on a retry), at least MIN_RUNTIME.
+# Per-rule costs measured from the rules' benchmark files (defaults in
+# workflow/resources.yaml, each case's own in twostage/cases/<case>/costs.yaml); a job asks
+# for SAFETY times the predicted need (twice that on a retry), at least MIN_RUNTIME.
 with open(Path(workflow.basedir) / "workflow" / "resources.yaml") as _fh:
     COSTS = yaml.safe_load(_fh)
 SAFETY, MIN_RUNTIME = 3.0, 5
@@ -120,12 +123,12 @@ SAFETY, MIN_RUNTIME = 3.0, 5
 
 def _cost(rule, wildcards):
     first = POINTS[wildcards.study][0]
-    cost = dict((COSTS.get(first.case) or {}).get(rule, COSTS["default"][rule]))
+    cost = {**COSTS["default"][rule], **costs(first.case).get(rule, {})}
     if hasattr(wildcards, "shard"):
         point = _point(wildcards)
         start, stop = point.shard_range(int(wildcards.shard))
         reps = stop - start
-        d = int(point.params.get("d", 1))
+        d = int(point.population.get("d", 1))
         # cost terms that grow with m (EM), m d^4 (spectral: the statistic T_hat) or d^4
         cost["per_replicate_s"] += cost.get("per_replicate_m_s", 0.0) * point.m
         cost["per_replicate_s"] += cost.get("per_replicate_m_d4_s", 0.0) * point.m * d**4

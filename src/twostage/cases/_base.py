@@ -1,4 +1,12 @@
-"""The protocol every case study implements, batched over replicates.
+"""The protocol every case study implements, batched over replicates, and the declaration
+of the outputs a case produces.
+
+A case study is an instance of a :class:`CaseStudy` subclass living in its own folder
+``twostage/cases/<name>/`` together with its schema fragment ``schema.yaml`` (population
+and estimator parameters: type, range, description, default) and, optionally, its cluster
+cost model ``costs.yaml``. The framework (stages, aggregation, figures, docs, the
+workflow) reads only the protocol, the fragment and :attr:`CaseStudy.outputs`; it holds no
+list of any case's variable names.
 
 Arrays carry the replicate axis first. Variables are returned as ``{name: (dims, array,
 attrs)}`` so that the stage code can build datasets without knowing the case.
@@ -6,12 +14,160 @@ attrs)}`` so that the stage code can build datasets without knowing the case.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import abc
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
 Variables = dict[str, tuple[tuple[str, ...], np.ndarray, dict[str, str]]]
+#: ``where(key)`` is the path of a parameter as the user wrote it (e.g.
+#: ``studies.s.population.k`` or ``studies.s.grid.k``), for error messages.
+KeyPath = Callable[[str], str]
+#: The stages whose outputs a case declares.
+STAGES = ("pretrain", "align", "downstream", "theory")
+
+
+@dataclass(frozen=True)
+class Output:
+    """One variable a case produces.
+
+    Parameters
+    ----------
+    name : str
+        Variable name in the stage's dataset.
+    stage : {'pretrain', 'align', 'downstream', 'theory'}
+        The stage whose file holds it.
+    dims : tuple of str
+        Its dimensions (``'replicate'`` first for per-replicate variables).
+    description : str
+        What it is (also the ``long_name`` shown in figures and docs).
+    aggregate : bool
+        A per-replicate scalar kept per (point, replicate) in ``risk.nc``.
+    law : str or None
+        Name of the theory output holding the generalized chi-square weights of this
+        diagnostic's limit law; the aggregation reports ``ks_<name>`` against it and the
+        diagnostics figure draws it.
+    predictions : tuple of (label, theory output) pairs
+        For a multi-dimensional diagnostic: theory outputs predicting the per-entry Monte
+        Carlo variance; the aggregation stores ``entry_var_<name>`` and the figure sets it
+        against each prediction.
+    flag : bool
+        A per-replicate boolean where False marks a failure (e.g. ``converged``); the
+        aggregation counts the False values per point (``n_not_<name>``).
+    """
+
+    name: str
+    stage: str
+    dims: tuple[str, ...]
+    description: str
+    aggregate: bool = False
+    law: str | None = None
+    predictions: tuple[tuple[str, str], ...] = ()
+    flag: bool = False
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"Output {self.name!r}: stage must be one of {STAGES}")
+        per_replicate = bool(self.dims) and self.dims[0] == "replicate"
+        if (self.aggregate or self.flag) and self.dims != ("replicate",):
+            raise ValueError(f"Output {self.name!r}: aggregated outputs have dims ('replicate',)")
+        if self.stage == "theory" and per_replicate:
+            raise ValueError(f"Output {self.name!r}: theory outputs are per point")
+        if self.stage != "theory" and not per_replicate:
+            raise ValueError(f"Output {self.name!r}: stage outputs are per replicate")
+
+
+@dataclass(frozen=True)
+class ClosedForm:
+    """A closed form of the limit weights of ``||L(Z)||^2`` printed or derived elsewhere.
+
+    ``variable`` is the theory output with its weights (dims ``('term',)``); ``name`` is
+    the short id in derived names (``mean_L2_<name>``, ``ks_m_rep_<name>``); ``label`` is
+    the legend text (e.g. "printed Cor. 6.4")."""
+
+    name: str
+    variable: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A published bound set beside the exact limit: ``variable`` is a scalar theory output
+    on the scale of ``E ||L(Z)||^2`` (m times the pre-training part of the excess risk),
+    ``label`` says whose bound it is and whether its constants are the paper's or unit
+    constants (a rate)."""
+
+    name: str
+    variable: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Everything a case produces beyond the framework's own variables."""
+
+    variables: tuple[Output, ...]
+    closed_forms: tuple[ClosedForm, ...] = ()
+    bounds: tuple[Bound, ...] = ()
+    by_name: dict[str, Output] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        names = [v.name for v in self.variables]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"outputs declared twice: {dupes}")
+        object.__setattr__(self, "by_name", {v.name: v for v in self.variables})
+        for form in self.closed_forms:
+            out = self.by_name.get(form.variable)
+            if out is None or out.stage != "theory" or out.dims != ("term",):
+                raise ValueError(
+                    f"closed form {form.name!r}: {form.variable!r} is not a declared theory "
+                    "output with dims ('term',)"
+                )
+        for bound in self.bounds:
+            out = self.by_name.get(bound.variable)
+            if out is None or out.stage != "theory" or out.dims != ():
+                raise ValueError(
+                    f"bound {bound.name!r}: {bound.variable!r} is not a declared scalar "
+                    "theory output"
+                )
+        for v in self.variables:
+            for ref in (v.law, *(p for _, p in v.predictions)):
+                if ref is not None and (
+                    ref not in self.by_name or self.by_name[ref].stage != "theory"
+                ):
+                    raise ValueError(
+                        f"output {v.name!r} refers to {ref!r}, not a declared theory output"
+                    )
+
+    def of(self, stage: str) -> tuple[Output, ...]:
+        return tuple(v for v in self.variables if v.stage == stage)
+
+    @property
+    def aggregated(self) -> tuple[str, ...]:
+        return tuple(v.name for v in self.variables if v.aggregate)
+
+    @property
+    def with_laws(self) -> tuple[Output, ...]:
+        return tuple(v for v in self.variables if v.law)
+
+    @property
+    def entries(self) -> tuple[Output, ...]:
+        return tuple(v for v in self.variables if v.predictions)
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        return tuple(v.name for v in self.variables if v.flag)
+
+
+#: Outputs every case must produce (the framework reads them), with their stage.
+REQUIRED = {
+    "pretrain": ("representation", "descriptor"),
+    "downstream": ("coef", "rep", "leak", "var", "d_eff_n"),
+    "theory": ("limit_weights", "sigma2", "d_eff", "d_base"),
+}
 
 
 def _concat(parts: Sequence[Variables]) -> Variables:
@@ -28,33 +184,51 @@ def _chunks(total: int, per_replicate: int, max_floats: int) -> list[tuple[int, 
     return [(a, min(a + size, total)) for a in range(0, total, size)]
 
 
-class CaseStudy:
-    """Interface of a case study (see ``design.md``). All methods are class methods."""
+def arrays(variables: Variables) -> dict[str, np.ndarray]:
+    """The arrays of a Variables mapping."""
+    return {name: arr for name, (_, arr, _) in variables.items()}
 
+
+class CaseStudy(abc.ABC):
+    """A case study: data, pre-training estimator, symmetry, downstream risk and limit.
+
+    Subclasses set the class attributes and implement the abstract methods; a missing
+    method fails when the case is instantiated (at import of its folder), not inside a run.
+    Parameters arrive split in two mappings, validated against the case's schema fragment
+    and filled with its defaults: ``population`` (defines the truth) and ``estimator``
+    (settings of the pre-training algorithm); the sample sizes ``m`` and ``n`` come apart.
+    """
+
+    #: registry name (also the folder name under ``twostage/cases``)
     name: ClassVar[str]
-    #: the symmetry group acting on representations
+    #: the symmetry group acting on representations (see :mod:`twostage.groups`)
     group: ClassVar[Any]
+    #: the variables the case produces (see :class:`Outputs`)
+    outputs: ClassVar[Outputs]
+    #: small settings for the contract tests and examples: ``population``, ``estimator``,
+    #: ``n``, ``alpha`` (each run in about a second)
+    tiny: ClassVar[dict[str, Any]]
     #: False when the data are too large to store (e.g. raw mixture samples at m = 2e5):
     #: simulate then writes only the truth, and pretrain/downstream regenerate the data
     #: from the same keyed per-replicate streams (identical numbers).
     stores_data: ClassVar[bool] = True
-    #: multi-dimensional per-replicate diagnostics of ``align`` carried to the downstream
-    #: files; their per-entry variances are summarised per point in ``risk.nc`` and drawn
-    #: against the theory variables whose names start with the given prefix
-    entry_diagnostics: ClassVar[dict[str, str]] = {}
 
-    @classmethod
-    def check_params(cls, params: Mapping[str, Any], prefix: str = "params") -> None:
-        """Cross-key checks the schema cannot express; raise ConfigError naming the key."""
+    # ------------------------------------------------------------------ parameters
+    def check(  # noqa: B027 (optional hook: no cross-key checks by default)
+        self, population: Mapping[str, Any], estimator: Mapping[str, Any], where: KeyPath
+    ) -> None:
+        """Cross-key checks the schema cannot express (e.g. ``len(beta) == k``); raise
+        :class:`~twostage.errors.ConfigError` naming ``where(key)``. Default: none."""
 
-    @classmethod
-    def truth(cls, params: Mapping[str, Any], rng: np.random.Generator) -> Variables:
-        """Population parameters of a point (its ground truth)."""
-        raise NotImplementedError
+    # ------------------------------------------------------------------ truth and data
+    @abc.abstractmethod
+    def truth(self, population: Mapping[str, Any], rng: np.random.Generator) -> Variables:
+        """The point's ground truth, from its population parameters only (``rng`` is the
+        point's truth stream, keyed by the case and the population)."""
 
-    @classmethod
+    @abc.abstractmethod
     def sample(
-        cls,
+        self,
         truth: Mapping[str, np.ndarray],
         size: int,
         rngs: Sequence[np.random.Generator],
@@ -62,32 +236,66 @@ class CaseStudy:
         sampling: str,
     ) -> Variables:
         """Pre-training (``role='pretrain'``, size m) or downstream (``'downstream'``, size n)
-        data for each replicate, raw or as exact draws of sufficient statistics."""
-        raise NotImplementedError
+        data for each replicate, raw or as exact draws of sufficient statistics; replicate i
+        draws only from ``rngs[i]``."""
 
-    @classmethod
+    # ------------------------------------------------------------------ estimators
+    @abc.abstractmethod
     def pretrain(
-        cls,
+        self,
         truth: Mapping[str, np.ndarray],
         data: Mapping[str, np.ndarray],
-        rngs: Sequence[np.random.Generator] | None = None,
+        estimator: Mapping[str, Any],
+        rngs: Sequence[np.random.Generator],
     ) -> Variables:
-        """The stage-1 M-estimator: ``representation`` and ``descriptor`` per replicate.
+        """The stage-1 M-estimator: ``representation`` and ``descriptor`` per replicate (and
+        diagnostics). ``rngs`` are per-replicate streams for randomised algorithms."""
 
-        ``rngs`` are per-replicate streams for randomised algorithms (e.g. EM starts)."""
-        raise NotImplementedError
+    @abc.abstractmethod
+    def reference(self, truth: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The true representative, in the layout of ``representation``, to which the
+        alignment stage maps each estimate by the symmetry group."""
+
+    def diagnostics(
+        self,
+        truth: Mapping[str, np.ndarray],
+        est: Mapping[str, np.ndarray],
+        aligned: np.ndarray,
+        m: int,
+    ) -> Variables:
+        """Parameter-level diagnostics of the aligned representatives (alignment stage).
+        Default: none."""
+        return {}
+
+    @abc.abstractmethod
+    def downstream(
+        self,
+        truth: Mapping[str, np.ndarray],
+        representation: np.ndarray,
+        design: Mapping[str, np.ndarray],
+        n: int,
+    ) -> Variables:
+        """Min-norm OLS and the exact conditional risk decomposition (Prop. B.1):
+        ``coef``, ``rep``, ``leak``, ``var`` (unscaled) and ``d_eff_n`` per replicate."""
+
+    # ------------------------------------------------------------------ theory
+    @abc.abstractmethod
+    def limit(self, truth: Mapping[str, np.ndarray], estimator: Mapping[str, Any]) -> Variables:
+        """The limit of Theorem 5.1: ``limit_weights`` of ``||L(Z)||^2`` (dims ``term``),
+        ``sigma2``, ``d_eff``, ``d_base``, and the declared closed forms and laws."""
 
     # -------------------------------------------------- cases that do not store their data
-    @classmethod
-    def floats_per_sample(cls, truth: Mapping[str, np.ndarray]) -> int:
-        """Numbers per raw sample (e.g. d), to bound memory when ``stores_data`` is False."""
-        raise NotImplementedError
+    def floats_per_sample(self, truth: Mapping[str, np.ndarray], role: str, sampling: str) -> int:
+        """Numbers held per sample of the given role (from one throw-away draw of size 1),
+        to bound memory when ``stores_data`` is False."""
+        one = self.sample(truth, 1, [np.random.default_rng(0)], role, sampling)
+        return max(1, sum(int(arr.size) for _, arr, _ in one.values()))
 
-    @classmethod
     def pretrain_from_streams(
-        cls,
+        self,
         truth: Mapping[str, np.ndarray],
         m: int,
+        estimator: Mapping[str, Any],
         data_rngs: Sequence[np.random.Generator],
         algorithm_rngs: Sequence[np.random.Generator],
         sampling: str = "raw",
@@ -97,16 +305,15 @@ class CaseStudy:
         a time (at most ``max_floats`` data values in memory), from fresh keyed generators.
         Identical to one call on all replicates (every replicate draws from its own
         stream)."""
+        per = m * self.floats_per_sample(truth, "pretrain", sampling)
         parts = []
-        for a, b in _chunks(len(data_rngs), m * cls.floats_per_sample(truth), max_floats):
-            data = cls.sample(truth, m, data_rngs[a:b], "pretrain", sampling)
-            arrays = {name: arr for name, (_, arr, _) in data.items()}
-            parts.append(cls.pretrain(truth, arrays, rngs=algorithm_rngs[a:b]))
+        for a, b in _chunks(len(data_rngs), per, max_floats):
+            data = arrays(self.sample(truth, m, data_rngs[a:b], "pretrain", sampling))
+            parts.append(self.pretrain(truth, data, estimator, algorithm_rngs[a:b]))
         return _concat(parts)
 
-    @classmethod
     def downstream_from_streams(
-        cls,
+        self,
         truth: Mapping[str, np.ndarray],
         representation: np.ndarray,
         n: int,
@@ -116,33 +323,9 @@ class CaseStudy:
     ) -> Variables:
         """:meth:`sample` (role 'downstream') then :meth:`downstream`, a chunk of
         replicates at a time, from fresh keyed generators."""
+        per = n * self.floats_per_sample(truth, "downstream", sampling)
         parts = []
-        for a, b in _chunks(len(data_rngs), n * cls.floats_per_sample(truth), max_floats):
-            data = cls.sample(truth, n, data_rngs[a:b], "downstream", sampling)
-            arrays = {name: arr for name, (_, arr, _) in data.items()}
-            parts.append(cls.downstream(truth, representation[a:b], arrays, n))
+        for a, b in _chunks(len(data_rngs), per, max_floats):
+            design = arrays(self.sample(truth, n, data_rngs[a:b], "downstream", sampling))
+            parts.append(self.downstream(truth, representation[a:b], design, n))
         return _concat(parts)
-
-    @classmethod
-    def align(
-        cls, truth: Mapping[str, np.ndarray], est: Mapping[str, np.ndarray], m: int
-    ) -> Variables:
-        """Orbit alignment of the representative to the truth (diagnostics only)."""
-        raise NotImplementedError
-
-    @classmethod
-    def downstream(
-        cls,
-        truth: Mapping[str, np.ndarray],
-        representation: np.ndarray,
-        design: Mapping[str, np.ndarray],
-        n: int,
-    ) -> Variables:
-        """Min-norm OLS and the exact conditional risk decomposition (Prop. B.1):
-        ``coef``, ``rep``, ``leak``, ``var`` (unscaled) and ``d_eff_n`` per replicate."""
-        raise NotImplementedError
-
-    @classmethod
-    def limit(cls, truth: Mapping[str, np.ndarray]) -> Variables:
-        """Theory: weights of ``||L(Z)||^2`` (numerical), closed forms, sigma^2, d_eff."""
-        raise NotImplementedError

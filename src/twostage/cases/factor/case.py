@@ -4,7 +4,7 @@ Model: ``x = A h + mu`` with ``h ~ N(0, I_k)``, ``mu ~ N(0, I_d)``, so
 ``x ~ N(0, Sigma_x)``, ``Sigma_x = I + A A^T``; downstream ``y = beta^T h + nu``,
 ``nu ~ N(0, sigma_nu2)``, so ``f*(x) = w*^T x`` with ``w* = Sigma_x^{-1} A beta`` and
 noise variance ``sigma^2 = sigma_nu2 + beta^T (I_k + A^T A)^{-1} beta`` (the paper prints
-``(I_d + A A^T)^{-1}``, a dimension typo; see paper.md 4.2).
+``(I_d + A A^T)^{-1}``, a dimension typo: by Woodbury the k x k form is the right one).
 
 Pre-training: PPCA in closed form (Lemma I.1, Tipping & Bishop 1999) from the uncentred
 sample covariance ``S_m``: ``M_hat = U_k diag((lambda_k - 1)_+) U_k^T``, representative
@@ -20,13 +20,13 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import stats
 
-from ..errors import ConfigError
-from ..groups import OrthogonalGroup, alignment_variables, random_orthogonal
-from ..limits import directional_derivatives, gchisq_weights, gram, sandwich
-from ..linalg import eigh_descending, psd_sqrt
-from ..manifolds import FixedRankPSD
-from ._base import CaseStudy, Variables
-from ._linear import population_fit, risk_variables
+from ...errors import ConfigError
+from ...groups import OrthogonalGroup, random_orthogonal
+from ...limits import directional_derivatives, gchisq_weights, gram, sandwich
+from ...linalg import eigh_descending, psd_sqrt
+from ...manifolds import FixedRankPSD
+from .._base import CaseStudy, ClosedForm, KeyPath, Output, Outputs, Variables
+from .._linear import population_fit, risk_variables
 
 F, C, F_ = "feature", "component", "feature_"
 
@@ -52,32 +52,92 @@ def population_residual(
     return population_fit(truth["Sigma_x"], truth["w_star"], feat)
 
 
+T, T_ = "tangent", "tangent_"
+
+
 class FactorModel(CaseStudy):
     """Factor model / probabilistic PCA case study."""
 
     name: ClassVar[str] = "factor"
     group: ClassVar[Any] = OrthogonalGroup
+    tiny: ClassVar[dict[str, Any]] = {
+        "population": {"d": 6, "k": 2, "factor_strengths": [3.0, 1.0]},
+        "estimator": {},
+        "n": 60,
+        "alpha": 2.0,
+    }
+    outputs: ClassVar[Outputs] = Outputs(
+        variables=(
+            Output("representation", "pretrain", ("replicate", F, C), "PPCA representative A_hat"),
+            Output("descriptor", "pretrain", ("replicate", F, F_), "M_hat = A_hat A_hat^T"),
+            Output("eigenvalues", "pretrain", ("replicate", C), "top-k eigenvalues of S_m"),
+            Output("eigenvectors", "pretrain", ("replicate", F, C), "top-k eigenvectors of S_m"),
+            Output(
+                "n_active",
+                "pretrain",
+                ("replicate",),
+                "number of eigenvalues of S_m above 1 (nonzero PPCA factors)",
+                aggregate=True,
+            ),
+            Output(
+                "eigvec_error",
+                "align",
+                ("replicate",),
+                "m ||U_hat Q - U1||_F^2 (Procrustes-aligned eigenvectors)",
+                aggregate=True,
+                law="law_eigvec_error",
+            ),
+            Output(
+                "descriptor_distance",
+                "align",
+                ("replicate",),
+                "||M_hat - M*||_F (orbit-invariant)",
+                aggregate=True,
+            ),
+            Output("coef", "downstream", ("replicate", C), "min-norm OLS coefficient"),
+            Output("rep", "downstream", ("replicate",), "representation error Rep"),
+            Output("leak", "downstream", ("replicate",), "leakage Leak_n"),
+            Output("var", "downstream", ("replicate",), "variance sigma^2 tr(Sigma Sigma_n^+)/n"),
+            Output("d_eff_n", "downstream", ("replicate",), "rank Sigma_n"),
+            Output("limit_weights", "theory", ("term",), "weights of ||L(Z)||^2 (numerical)"),
+            Output("closed_form_printed", "theory", ("term",), "printed Cor. 6.4 weights"),
+            Output("closed_form_corrected", "theory", ("term",), "corrected Cor. 6.4 weights"),
+            Output("law_eigvec_error", "theory", ("term",), "Anderson's limit of eigvec_error"),
+            Output("V", "theory", (T, T_), "covariance of the tangent-space CLT"),
+            Output("hessian", "theory", (T, T_), "Riemannian Hessian of L_pre at M*"),
+            Output("score_cov", "theory", (T, T_), "covariance of the Riemannian score"),
+            Output("G_L", "theory", (T, T_), "Gram matrix of the residual map L"),
+            Output("sigma2", "theory", (), "downstream noise variance sigma^2"),
+            Output("d_eff", "theory", (), "effective dimension d_eff = k"),
+            Output("d_base", "theory", (), "downstream-only dimension d_base = d"),
+        ),
+        closed_forms=(
+            ClosedForm("printed", "closed_form_printed", "paper's printed Cor. 6.4"),
+            ClosedForm("corrected", "closed_form_corrected", "corrected Cor. 6.4"),
+        ),
+    )
 
-    @classmethod
-    def check_params(cls, params: Mapping[str, Any], prefix: str = "params") -> None:
-        d, k = params["d"], params["k"]
+    def check(
+        self, population: Mapping[str, Any], estimator: Mapping[str, Any], where: KeyPath
+    ) -> None:
+        d, k = population["d"], population["k"]
         if k >= d:
-            raise ConfigError(f"invalid config key '{prefix}.k': expected k < d = {d}; got {k}")
-        if len(params["factor_strengths"]) != k:
+            raise ConfigError(f"invalid config key '{where('k')}': expected k < d = {d}; got {k}")
+        if len(population["factor_strengths"]) != k:
             raise ConfigError(
-                f"invalid config key '{prefix}.factor_strengths': expected k = {k} values; "
-                f"got {len(params['factor_strengths'])}"
+                f"invalid config key '{where('factor_strengths')}': expected k = {k} values; "
+                f"got {len(population['factor_strengths'])}"
             )
-        beta = params.get("beta")
+        beta = population.get("beta")
         if beta is not None and len(beta) != k:
             raise ConfigError(
-                f"invalid config key '{prefix}.beta': expected k = {k} values or null; "
+                f"invalid config key '{where('beta')}': expected k = {k} values or null; "
                 f"got {len(beta)}"
             )
 
     # ------------------------------------------------------------------ truth and data
-    @classmethod
-    def truth(cls, params: Mapping[str, Any], rng: np.random.Generator) -> Variables:
+    def truth(self, population: Mapping[str, Any], rng: np.random.Generator) -> Variables:
+        params = population
         d, k = int(params["d"]), int(params["k"])
         strengths = np.asarray(params["factor_strengths"], dtype=float)
         if params["loadings"] == "random":
@@ -107,9 +167,8 @@ class FactorModel(CaseStudy):
             "sigma2": ((), np.float64(sigma2), {"long_name": "downstream noise variance"}),
         }
 
-    @classmethod
     def sample(
-        cls,
+        self,
         truth: Mapping[str, np.ndarray],
         size: int,
         rngs: Sequence[np.random.Generator],
@@ -157,15 +216,15 @@ class FactorModel(CaseStudy):
         return np.swapaxes(x, -1, -2) @ x / x.shape[-2]
 
     # ------------------------------------------------------------------ estimators
-    @classmethod
     def pretrain(
-        cls,
+        self,
         truth: Mapping[str, np.ndarray],
         data: Mapping[str, np.ndarray],
-        rngs: Sequence[np.random.Generator] | None = None,
+        estimator: Mapping[str, Any],
+        rngs: Sequence[np.random.Generator],
     ) -> Variables:
         k = truth["A"].shape[1]
-        lam, vec = eigh_descending(cls._covariance(data, "pre"))
+        lam, vec = eigh_descending(self._covariance(data, "pre"))
         lam, u = lam[:, :k], vec[:, :, :k]
         scale = np.clip(lam - 1.0, 0.0, None)
         rep = u * np.sqrt(scale)[:, None, :]
@@ -189,15 +248,19 @@ class FactorModel(CaseStudy):
             ),
         }
 
-    @classmethod
-    def align(
-        cls, truth: Mapping[str, np.ndarray], est: Mapping[str, np.ndarray], m: int
+    def reference(self, truth: Mapping[str, np.ndarray]) -> np.ndarray:
+        return truth["A"]
+
+    def diagnostics(
+        self,
+        truth: Mapping[str, np.ndarray],
+        est: Mapping[str, np.ndarray],
+        aligned: np.ndarray,
+        m: int,
     ) -> Variables:
-        aligned, g, dist = OrthogonalGroup.align(est["representation"], truth["A"])
-        u_aligned, _, u_dist = OrthogonalGroup.align(est["eigenvectors"], truth["U1"])
+        _, _, u_dist = OrthogonalGroup.align(est["eigenvectors"], truth["U1"])
         m_err = est["descriptor"] - truth["M_star"]
         return {
-            **alignment_variables(aligned, g, dist, (F, C), "A*", "O(k) Procrustes (A Q)"),
             "eigvec_error": (
                 ("replicate",),
                 m * u_dist**2,
@@ -210,22 +273,20 @@ class FactorModel(CaseStudy):
             ),
         }
 
-    @classmethod
     def downstream(
-        cls,
+        self,
         truth: Mapping[str, np.ndarray],
         representation: np.ndarray,
         design: Mapping[str, np.ndarray],
         n: int,
     ) -> Variables:
-        s_n = cls._covariance(design, "down")
+        s_n = self._covariance(design, "down")
         return risk_variables(
             truth["Sigma_x"], truth["w_star"], truth["sigma2"], features(representation), s_n, n
         )
 
     # ------------------------------------------------------------------ theory
-    @classmethod
-    def limit(cls, truth: Mapping[str, np.ndarray]) -> Variables:
+    def limit(self, truth: Mapping[str, np.ndarray], estimator: Mapping[str, Any]) -> Variables:
         sigma_x, m_star = truth["Sigma_x"], truth["M_star"]
         d, k = truth["A"].shape
         geo = FixedRankPSD(m_star, k)
@@ -258,14 +319,16 @@ class FactorModel(CaseStudy):
         weights = gchisq_weights(v, g_l)
         q = geo.dim
 
-        # Closed forms of Corollary 6.4: c * chi2_{d-k}; printed vs corrected (paper.md 4.2.C)
+        # Closed forms of Corollary 6.4: c * chi2_{d-k}; printed, and corrected: the step from
+        # (I.13) to (I.14) drops the section-derivative term Sigma_x^-1 Ds(M*)[v] beta*, which
+        # (I - P*) does not kill; keeping it adds the factor Sigma*^-1 in c
         strengths = truth["factor_strengths"]
         a_vec = truth["U1"].T @ truth["A"] @ truth["beta"]
         c_printed = float(np.sum(a_vec**2 / (1.0 + strengths)))
         c_corrected = float(np.sum(a_vec**2 / (strengths**2 * (1.0 + strengths))))
         # Anderson's PCA CLT: m ||U_hat Q - U1||^2 -> sum_i (1 + s_i)/s_i^2 chi2_{d-k}
         eig_w = np.repeat((1.0 + strengths) / strengths**2, d - k)
-        t, tt = ("tangent", "tangent_")
+        t, tt = T, T_
         return {
             "limit_weights": (
                 ("term",),
@@ -280,7 +343,7 @@ class FactorModel(CaseStudy):
             "closed_form_corrected": (
                 ("term",),
                 _pad(np.full(d - k, c_corrected), q),
-                {"long_name": "weights of the corrected Corollary 6.4 (paper.md 4.2.C)"},
+                {"long_name": "weights of Corollary 6.4 corrected for the dropped section term"},
             ),
             "law_eigvec_error": (
                 ("term",),

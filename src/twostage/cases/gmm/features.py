@@ -1,0 +1,125 @@
+"""Mixture case: the instance and the subspace-aware features (paper (6.3)-(6.4)).
+
+``S(U) = sum_i (u_i - u_bar)(u_i - u_bar)^T``, ``r* = rank S(U*)``, ``P_U`` the projector
+onto the top-r* eigenspace of ``S(U)`` (orthonormal basis ``Q_U``, d x r*), projected
+responsibilities ``pi_i(x; U) = softmax_i(<P u_i, P x> - |P u_i|^2 / 2)`` and
+``psi_U(x) = (pi_1 P(x - u_1), pi_1, ..., pi_K P(x - u_K), pi_K)`` in R^{K(d+1)}; the
+reduced coordinates ``psi~_U(x) = (pi_i Q_U^T (x - u_i), pi_i)_i`` in R^{K(r*+1)} satisfy
+``psi_U = B_U psi~_U`` with ``B_U`` of orthonormal columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+#: Relative eigenvalue size below which S(U*) is singular (defines r* = rank S(U*)).
+RANK_RTOL = 1e-9
+
+
+# ---------------------------------------------------------------------------- instance
+def true_centers(params: Mapping[str, Any]) -> np.ndarray:
+    """U* of shape (K, d): ``params['centers']`` or ``separation * I_{K,d}``."""
+    k, d = int(params["K"]), int(params["d"])
+    if params.get("centers") is not None:
+        return np.array(params["centers"], dtype=float).reshape(k, d)
+    return float(params["separation"]) * np.eye(k, d)
+
+
+def true_theta(k: int, d: int, norm: float) -> np.ndarray:
+    """theta* in R^{K(d+1)}: block i (= (theta_i, b_i)) proportional to (1/i) 1_{d+1},
+    normalised to ``norm`` (paper App. K; the authors' code uses norm 10)."""
+    theta = np.repeat(1.0 / np.arange(1, k + 1), d + 1)
+    return norm * theta / np.linalg.norm(theta)
+
+
+def scatter_rank(centers: np.ndarray) -> int:
+    """r* = numerical rank of S(U) (eigenvalues above ``RANK_RTOL`` times the largest)."""
+    c = centers - centers.mean(axis=0)
+    s = np.linalg.svd(c, compute_uv=False) ** 2
+    return int(np.sum(s > RANK_RTOL * s.max())) if s.max() > 0 else 0
+
+
+# ---------------------------------------------------------------------------- features
+def gate_basis(centers: np.ndarray, r: int) -> np.ndarray:
+    """Orthonormal basis Q_U of the top-r eigenspace of S(U), shape (..., d, r)."""
+    c = centers - centers.mean(axis=-2, keepdims=True)
+    _, _, vt = np.linalg.svd(c, full_matrices=False)
+    return np.swapaxes(vt[..., :r, :], -1, -2)
+
+
+def _softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    w = np.exp(logits - logits.max(axis=axis, keepdims=True))
+    w /= w.sum(axis=axis, keepdims=True)
+    return w
+
+
+def responsibilities(x: np.ndarray, centers: np.ndarray, q: np.ndarray | None) -> np.ndarray:
+    """Projected responsibilities (6.3) ``softmax_i(<Pu_i, Px> - |Pu_i|^2/2)``, or the full
+    posterior when ``q`` is None. x of shape (..., N, d), centers (..., K, d); returns
+    (..., N, K)."""
+    if q is None:
+        xp, up = x, centers
+    else:
+        xp, up = x @ q, centers @ q
+    logits = xp @ np.swapaxes(up, -1, -2) - 0.5 * np.sum(up**2, axis=-1)[..., None, :]
+    return _softmax(logits)
+
+
+def features_t(x: np.ndarray, centers: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Reduced features, transposed (feature-major, the fast layout): psi~ of shape
+    (K (r + 1), N) and pi of shape (K, N), for x (N, d), centers (K, d), q (d, r)."""
+    xq = (x @ q).T  # (r, N)
+    uq = centers @ q  # (K, r)
+    pi = _softmax(uq @ xq - 0.5 * np.sum(uq**2, axis=-1)[:, None], axis=0)
+    k, r = uq.shape
+    psi = np.empty((k, r + 1, xq.shape[1]))
+    np.subtract(xq[None], uq[:, :, None], out=psi[:, :r])
+    psi[:, :r] *= pi[:, None, :]
+    psi[:, r] = pi
+    return psi.reshape(k * (r + 1), -1), pi
+
+
+def features_reduced(
+    x: np.ndarray, centers: np.ndarray, q: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reduced features ``psi~_U(x) = (pi_i Q^T (x - u_i), pi_i)_i``.
+
+    Parameters
+    ----------
+    x : ndarray of shape (N, d)
+    centers : ndarray of shape (K, d)
+    q : ndarray of shape (d, r), from :func:`gate_basis`
+
+    Returns
+    -------
+    psi : ndarray of shape (N, K (r + 1))
+    pi : ndarray of shape (N, K)
+    """
+    psi, pi = features_t(x, centers, q)
+    return psi.T, pi.T
+
+
+def features(x: np.ndarray, centers: np.ndarray, r: int) -> np.ndarray:
+    """The ambient feature map (6.4), shape (N, K (d + 1)), written literally (used to
+    check the reduced coordinates)."""
+    q = gate_basis(centers, r)
+    p = q @ q.T
+    pi = responsibilities(x, centers, q)
+    z = (x[:, None, :] - centers) @ p
+    psi = np.concatenate([pi[..., None] * z, pi[..., None]], axis=-1)
+    return psi.reshape(len(x), -1)
+
+
+def reduce_theta(theta: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
+    """``B_U^T theta`` for an ambient coefficient vector of length K(d+1)."""
+    blocks = theta.reshape(k, -1)
+    return np.concatenate([blocks[:, :-1] @ q, blocks[:, -1:]], axis=1).ravel()
+
+
+def embed_theta(coef: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
+    """``B_U coef``: reduced coefficients of length K(r+1) to ambient R^{K(d+1)}."""
+    blocks = coef.reshape(k, -1)
+    return np.concatenate([blocks[:, :-1] @ q.T, blocks[:, -1:]], axis=1).ravel()

@@ -1,0 +1,112 @@
+"""Mixture case: the fixed Monte Carlo samples of the population (common random numbers).
+
+Population expectations (Sigma, beta(U), Rep, G_L) are averages over one fixed stratified
+sample of ``population_size`` points, regenerated on demand from ``population_seed`` (drawn
+from the point's truth stream, so it depends on the population parameters only); the
+Fisher sample (``fisher_size`` points) uses an independent stream of the same seed. Both
+are cached in-process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import lru_cache
+
+import numpy as np
+
+from ...linalg import pinv_psd, sym
+from .features import features_reduced, features_t, gate_basis, reduce_theta
+
+#: Purposes of the streams derived from ``population_seed`` (never renumber).
+POPULATION, FISHER = 0, 1
+
+
+# ---------------------------------------------------------------------------- population
+def _keyed_generator(seed: int, purpose: int) -> np.random.Generator:
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), purpose])))
+
+
+def mixture_sample(centers: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``size`` i.i.d. points of the mixture (labels, then noise, drawn from ``rng``)."""
+    labels = rng.integers(0, len(centers), size=size)
+    x = rng.standard_normal((size, centers.shape[1]))
+    x += centers[labels]
+    return x
+
+
+@lru_cache(maxsize=2)
+def _stratified(seed: int, purpose: int, size: int, key: bytes, k: int, d: int) -> np.ndarray:
+    centers = np.frombuffer(key, dtype=float).reshape(k, d)
+    x = _keyed_generator(seed, purpose).standard_normal((size, d))
+    x += centers[np.arange(size) % k]
+    x.setflags(write=False)
+    return x
+
+
+def stratified_sample(truth: Mapping[str, np.ndarray], purpose: int) -> np.ndarray:
+    """The fixed population (``POPULATION``) or Fisher (``FISHER``) sample of a truth:
+    component ``j mod K`` for row j, noise from the stream keyed by ``population_seed``."""
+    centers = np.ascontiguousarray(truth["centers"], dtype=float)
+    size = int(truth["population_size"] if purpose == POPULATION else truth["fisher_size"])
+    k, d = centers.shape
+    return _stratified(int(truth["population_seed"]), purpose, size, centers.tobytes(), k, d)
+
+
+@lru_cache(maxsize=2)
+def _target(seed: int, size: int, key: bytes, theta_key: bytes, k: int, d: int, r: int):
+    centers = np.frombuffer(key, dtype=float).reshape(k, d)
+    theta = np.frombuffer(theta_key, dtype=float)
+    x = _stratified(seed, POPULATION, size, key, k, d)
+    f = regression_function(x, centers, theta, r)
+    f.setflags(write=False)
+    return f
+
+
+def regression_function(
+    x: np.ndarray, centers: np.ndarray, theta: np.ndarray, r: int
+) -> np.ndarray:
+    """``f*(x) = <theta, psi_U(x)>`` for each row of x (via the reduced coordinates)."""
+    q = gate_basis(centers, r)
+    psi, _ = features_reduced(x, centers, q)
+    return psi @ reduce_theta(theta, q, len(centers))
+
+
+def population(truth: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed population sample and f* on it (cached)."""
+    centers = np.ascontiguousarray(truth["centers"], dtype=float)
+    theta = np.ascontiguousarray(truth["theta"], dtype=float)
+    k, d = centers.shape
+    args = (
+        int(truth["population_seed"]),
+        int(truth["population_size"]),
+        centers.tobytes(),
+    )
+    x = _stratified(args[0], POPULATION, args[1], args[2], k, d)
+    f = _target(*args, theta.tobytes(), k, d, int(truth["rank_S"]))
+    return x, f
+
+
+def population_fit(truth: Mapping[str, np.ndarray], centers: np.ndarray) -> dict[str, np.ndarray]:
+    """Population least squares of f* on the features of one representative ``centers``.
+
+    Returns the reduced basis ``q``, ``sigma`` = E psi~ psi~^T, its pseudo-inverse,
+    ``beta`` = Sigma^+ E[psi~ f*], and ``rep`` = E (f* - psi~^T beta)^2, all on the fixed
+    population sample.
+    """
+    x, f = population(truth)
+    r = int(truth["rank_S"])
+    q = gate_basis(centers, r)
+    psi, _ = features_t(x, centers, q)
+    n = len(x)
+    sigma = sym(psi @ psi.T) / n
+    sigma_pinv, _ = pinv_psd(sigma)
+    beta = sigma_pinv @ (psi @ f) / n
+    e = f - beta @ psi
+    return {
+        "q": q,
+        "sigma": sigma,
+        "sigma_pinv": sigma_pinv,
+        "beta": beta,
+        "rep": np.float64(e @ e / n),
+        "residual": e,
+    }
