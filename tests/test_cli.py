@@ -87,6 +87,7 @@ def test_chain_by_hand_equals_the_api(chain):
         "closed_forms.png",
         "convergence.png",
         "diagnostics.png",
+        "means.png",
     ]
     api = run_point(
         "factor",

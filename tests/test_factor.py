@@ -164,7 +164,7 @@ def test_variance_and_leakage_terms_along_the_n_grid():
         out = run_point(
             "factor", {**SMALL, "n": n, "alpha": 2.0}, replicates=reps, seed=21, ks_bootstrap=0
         )
-        d, sigma2 = out["risk"], float(out["theory"]["sigma2"])
+        d, sigma2 = out["risk"], float(out["theory"]["noise_variance"])
         factor = k * n / (n - k - 1)
         nvar = d["n_var"].values[0]
         assert abs(nvar.mean() - sigma2 * factor) < 4 * nvar.std() / np.sqrt(reps)

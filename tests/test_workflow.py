@@ -46,7 +46,13 @@ def tiny_run(tmp_path_factory):
 
 def test_run_writes_figures_and_aggregates(tiny_run):
     figs = sorted(p.name for p in (tiny_run / "results/tiny/figures").iterdir())
-    assert figs == ["cdf.png", "closed_forms.png", "convergence.png", "diagnostics.png"]
+    assert figs == [
+        "cdf.png",
+        "closed_forms.png",
+        "convergence.png",
+        "diagnostics.png",
+        "means.png",
+    ]
     risk = _open(tiny_run / "results/tiny/risk.nc")
     assert risk.sizes == {"point": 2, "replicate": 60}
     assert risk.attrs["stage"] == "risk" and risk.attrs["config_sha256"]

@@ -73,3 +73,25 @@ def gchisq_weights(v: np.ndarray, g: np.ndarray) -> np.ndarray:
     r = psd_sqrt(v)
     w = np.linalg.eigvalsh(sym(r @ g @ r))[::-1]
     return np.where(w > WEIGHT_RTOL * max(w[0], 0.0), w, 0.0)
+
+
+def hessian_at_zero(fun: Callable[[np.ndarray], float], dim: int, step: float) -> np.ndarray:
+    """Hessian of ``fun`` at the origin of R^dim: second central differences along
+    ``e_i + e_j`` and ``e_i - e_j`` (polarization) with one Richardson extrapolation
+    (error O(step^4)). With ``fun = f o R`` for a retraction R at a critical point of f,
+    this is the Riemannian Hessian of f there (the retraction's second-order term pairs
+    with the gradient, which vanishes)."""
+    f0 = fun(np.zeros(dim))
+
+    def second(v: np.ndarray) -> float:
+        def d2(h: float) -> float:
+            return (fun(h * v) + fun(-h * v) - 2.0 * f0) / h**2
+
+        return (4.0 * d2(step / 2) - d2(step)) / 3.0
+
+    eye = np.eye(dim)
+    h = np.empty((dim, dim))
+    for i in range(dim):
+        for j in range(i, dim):
+            h[i, j] = h[j, i] = 0.25 * (second(eye[i] + eye[j]) - second(eye[i] - eye[j]))
+    return h

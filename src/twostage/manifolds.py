@@ -101,3 +101,84 @@ class FixedRankPSD:
             images.append(self.project(ehess(xi) + curvature))
         h = np.einsum("iab,jab->ij", basis, np.array(images))
         return sym(h)
+
+
+class Grassmannian:
+    """Geometry of the Grassmannian Gr(d, k) at a base point, embedded as the rank-k
+    orthogonal projectors ``P`` in the symmetric d x d matrices with the Frobenius metric
+    (the descriptor ``P = B B^T`` of a representation B with orthonormal columns, up to
+    B -> B Q, Q in O(k)).
+
+    Tangent vectors at P are ``xi = U2 X U1^T + U1 X^T U2^T`` (X of shape (d - k, k));
+    geodesics are ``exp(t W) P exp(-t W)`` with ``W = [xi, P]``, whose acceleration
+    ``2 (I - 2P) xi^2`` is normal: the second fundamental form is
+    ``II(xi, eta) = (I - 2P)(xi eta + eta xi)``, so
+    ``Hess f(P)[xi, eta] = <D grad f[xi], eta> + <grad f, (I - 2P)(xi eta + eta xi)>``
+    with the Euclidean gradient and Hessian of any smooth extension of f.
+    """
+
+    def __init__(self, basis: np.ndarray):
+        u1 = np.asarray(basis, dtype=float)
+        d, k = u1.shape
+        if not 1 <= k < d:
+            raise ValueError(f"k must satisfy 1 <= k < d = {d}; got {k}")
+        if not np.allclose(u1.T @ u1, np.eye(k), atol=1e-10):
+            raise ValueError("the basis of the base point must have orthonormal columns")
+        full = np.linalg.svd(u1, full_matrices=True)[0]
+        self.d, self.k = d, k
+        self.u1, self.u2 = u1, full[:, k:]
+        self.projector = sym(u1 @ u1.T)
+
+    @property
+    def dim(self) -> int:
+        """Dimension k(d - k)."""
+        return self.k * (self.d - self.k)
+
+    def tangent_basis(self) -> np.ndarray:
+        """Frobenius-orthonormal basis ``(U2 e_a e_i^T U1^T + U1 e_i e_a^T U2^T) / sqrt 2``,
+        ordered by (i, a) as the tilt directions of :class:`FixedRankPSD`; shape
+        (dim, d, d). Its coordinates z relate to X by ``X = sum z_ia E_ai / sqrt 2``."""
+        out = []
+        for i in range(self.k):
+            for a in range(self.d - self.k):
+                t = np.outer(self.u2[:, a], self.u1[:, i])
+                out.append((t + t.T) / np.sqrt(2.0))
+        return np.array(out)
+
+    def tangent_factors(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(v, w)`` of shape (dim, d) with basis element l equal to
+        ``(v_l w_l^T + w_l v_l^T) / sqrt 2`` (``v = u1_i``, ``w = u2_a``)."""
+        d_k = self.d - self.k
+        return np.repeat(self.u1.T, d_k, axis=0), np.tile(self.u2.T, (self.k, 1))
+
+    def project(self, z: np.ndarray) -> np.ndarray:
+        """Orthogonal projection onto the tangent space: ``P Z (I - P) + (I - P) Z P``."""
+        z, p = sym(z), self.projector
+        return p @ z + z @ p - 2.0 * p @ z @ p
+
+    def retract(self, xi: np.ndarray) -> np.ndarray:
+        """Projector onto the top-k eigenspace of ``P + xi`` (metric-projection retraction)."""
+        _, v = eigh_descending(self.projector + sym(xi))
+        top = v[:, : self.k]
+        return top @ top.T
+
+    def section(self, p: np.ndarray) -> np.ndarray:
+        """A smooth local section ``B(P) = P U1 (U1^T P U1)^{-1/2}`` (orthonormal columns,
+        ``B B^T = P``, ``B(P*) = U1``), the representative aligned with the base point."""
+        b = p @ self.u1
+        w, v = np.linalg.eigh(sym(self.u1.T @ b))
+        return b @ ((v / np.sqrt(w)) @ v.T)
+
+    def riemannian_hessian(
+        self, egrad: np.ndarray, ehess: Callable[[np.ndarray], np.ndarray]
+    ) -> np.ndarray:
+        """Matrix of the Riemannian Hessian in :meth:`tangent_basis`, shape (dim, dim):
+        ``<ehess(xi_i), xi_j> + <egrad, (I - 2P)(xi_i xi_j + xi_j xi_i)>``."""
+        basis = self.tangent_basis()
+        flat = basis.reshape(len(basis), -1)
+        g = sym(egrad)
+        reflect = np.eye(self.d) - 2.0 * self.projector
+        images = np.array([ehess(xi) for xi in basis]).reshape(len(basis), -1)
+        # <G, R (xi eta + eta xi)> = tr(xi (G R + R G) eta) for symmetric xi, eta
+        curved = (basis @ (g @ reflect + reflect @ g)).reshape(len(basis), -1)
+        return sym(images @ flat.T + curved @ flat.T)

@@ -7,11 +7,15 @@
 * ``closed_forms``: m Rep against the numerical limit and the case's closed forms (printed
   and corrected), in law and in mean;
 * ``diagnostics``: parameter-level laws of aligned representatives (e.g. Anderson's PCA
-  CLT) and the orbit-invariance check.
+  CLT) and the orbit-invariance check;
+* ``means``: the Monte Carlo mean of m Rep against the swept parameter (one series per
+  combination of the other swept parameters) beside the limit's E||L(Z)||^2, the case's
+  closed forms and the published bounds it declares.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib
@@ -25,9 +29,11 @@ import seaborn as sns  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from .cases import get_case  # noqa: E402
+from .config import Point  # noqa: E402
 from .gchisq import GeneralizedChiSquare  # noqa: E402
+from .stages import grid_axes, series_labels  # noqa: E402
 
-FIGURES = ("cdf", "convergence", "closed_forms", "diagnostics")
+FIGURES = ("cdf", "convergence", "closed_forms", "diagnostics", "means")
 TERMS = (
     ("scaled_excess_risk", "total  n(R - σ²)"),
     ("n_rep", "pre-training  n·Rep"),
@@ -38,7 +44,7 @@ TERMS = (
 def _laws(th: xr.Dataset, i: int) -> dict[str, GeneralizedChiSquare | float]:
     w = th["limit_weights"].values[i]
     a = float(th["alpha_eff"].values[i])
-    offset = float(th["sigma2"].values[i] * th["d_eff"].values[i])
+    offset = float(th["noise_variance"].values[i] * th["d_eff"].values[i])
     return {
         "scaled_excess_risk": GeneralizedChiSquare(w / a, offset=offset),
         "n_rep": GeneralizedChiSquare(w / a),
@@ -234,32 +240,139 @@ def _reference(ax, reference: dict | None, x: str, y: str) -> None:
         ax.plot(reference[x], reference[y], "k*", ms=9, label=reference.get("label", "paper"))
 
 
+def _log_if_wide(ax, x: np.ndarray, y: np.ndarray) -> None:  # noqa: ANN001
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if x.min() > 0 and x.max() / x.min() > 10:
+        ax.set_xscale("log")
+    pos = y[y > 0]
+    if len(pos) and pos.max() / pos.min() > 100:
+        ax.set_yscale("log")
+
+
+def _declared_curves(
+    ax,  # noqa: ANN001
+    case: str,
+    th: xr.Dataset,
+    sel: np.ndarray,
+    x: np.ndarray,
+    drawn: list,
+) -> None:
+    """The case's closed forms (black markers, one shape each) and bounds (grey lines, one
+    style each) at the points ``sel``; each labelled once, identical curves drawn once."""
+    outputs = get_case(case).outputs
+    for i, form in enumerate(outputs.closed_forms):
+        name = f"mean_L2_{form.name}"
+        if name in th:
+            label = None if ("form", form.name) in drawn else f"{form.label} E‖L(Z)‖²"
+            drawn.append(("form", form.name))
+            ax.plot(
+                x,
+                th[name].values[sel],
+                ls="none",
+                marker="x+12"[i % 4],
+                ms=8,
+                color="k",
+                label=label,
+            )
+    for i, bound in enumerate(outputs.bounds):
+        if bound.variable in th:
+            y = th[bound.variable].values[sel]
+            key = ("bound", bound.name, tuple(np.round(y, 12)))
+            if key in drawn:
+                continue
+            label = None if any(k[:2] == key[:2] for k in drawn) else bound.label
+            drawn.append(key)
+            ax.plot(x, y, ls=(":", "-.", "--")[i % 3], color="0.4", lw=1.3, label=label)
+
+
 def sweep_figure(sw: xr.Dataset, reference: dict | None = None) -> plt.Figure:
-    """E||L(Z)||^2 against the swept parameter, with the fitted curve and R^2."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    """E||L(Z)||^2 against the swept parameter, one series per combination of the other
+    varying parameters, with the fitted curves (R^2), the case's closed forms and the
+    published bounds it declares."""
+    fig, ax = plt.subplots(figsize=(7.5, 5.0))
     x, y = sw["x"].values, sw["mean_L2"].values
     name = sw.attrs.get("swept", "x")
-    if "mean_L2_se" in sw:
-        ax.errorbar(
-            x, y, yerr=2 * sw["mean_L2_se"].values, fmt="o", capsize=3, label="twostage (±2 s.e.)"
-        )
-    else:
-        ax.plot(x, y, "o", label="twostage")
-    if "fit_mean_L2" in sw:
-        r2 = sw.attrs.get("fit_r2")
-        extra = f", R² log {sw.attrs['fit_r2_log']:.3f}" if "fit_r2_log" in sw.attrs else ""
-        ax.plot(
-            x, sw["fit_mean_L2"].values, "C1-", label=f"{sw.attrs['fit']} fit (R² {r2:.3f}{extra})"
-        )
+    labels = sw["series"].values if "series" in sw.coords else np.array([""] * len(x))
+    fits = json.loads(sw.attrs["fit_by_series"]) if "fit_by_series" in sw.attrs else {}
+    drawn: list = []
+    for colour, label in zip(sns.color_palette("deep"), dict.fromkeys(labels), strict=False):
+        sel = labels == label
+        tag = f" ({label})" if label else ""
+        if "mean_L2_se" in sw:
+            ax.errorbar(
+                x[sel],
+                y[sel],
+                yerr=2 * sw["mean_L2_se"].values[sel],
+                fmt="o",
+                capsize=3,
+                color=colour,
+                label=f"twostage limit{tag} (±2 s.e.)",
+            )
+        else:
+            ax.plot(x[sel], y[sel], "o-", color=colour, label=f"twostage limit{tag}")
+        if "fit_mean_L2" in sw and label in fits:
+            res = fits[label]
+            extra = f", R² log {res['r2_log']:.3f}" if "r2_log" in res else ""
+            ax.plot(
+                x[sel],
+                sw["fit_mean_L2"].values[sel],
+                "-",
+                color=colour,
+                alpha=0.6,
+                label=f"{sw.attrs['fit']} fit{tag} (R² {res['r2']:.3f}{extra})",
+            )
+        _declared_curves(ax, sw.attrs["case"], sw, sel, x[sel], drawn)
     _reference(ax, reference, name, "mean_L2")
-    if sw.attrs.get("fit") == "power" or (x.min() > 0 and x.max() / x.min() > 10):
-        ax.set_xscale("log")
+    _log_if_wide(ax, x, y)
     if sw.attrs.get("fit") == "power":
+        ax.set_xscale("log")
         ax.set_yscale("log")
     ax.set_xlabel(name)
-    ax.set_ylabel("E ‖L(Z)‖²")
+    ax.set_ylabel("E ‖L(Z)‖²  (= lim E m·Rep)")
     ax.set_title(f"{sw.attrs.get('study')}: E‖L(Z)‖² against {name}")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def means_figure(risk: xr.Dataset, th: xr.Dataset) -> plt.Figure:
+    """Mean m Rep (±2 s.e.) against the swept parameter (m for a sample-size sweep), one
+    series per combination of the other swept parameters, beside E||L(Z)||^2 of the limit
+    at each point, the case's closed forms and its declared bounds."""
+    points = [Point.from_json(str(text)) for text in risk["point_json"].values]
+    numeric, others = grid_axes(points)
+    sizes = ("n", "alpha", "m")
+    candidates = [k for k in numeric if k not in sizes]
+    x_name = candidates[0] if candidates else "m"
+    # along m, n is m / alpha: not a series of its own
+    tied = {"m", "n"} if x_name == "m" else {"m"}
+    series = others + [k for k in numeric if k != x_name and k not in tied]
+    labels = np.array(series_labels(points, series))
+    x = np.array([p.settings[x_name] for p in points], float)
+    fig, ax = plt.subplots(figsize=(7.5, 5.0))
+    drawn: list = []
+    for colour, label in zip(sns.color_palette("deep"), dict.fromkeys(labels), strict=False):
+        sel = np.flatnonzero(labels == label)
+        sel = sel[np.argsort(x[sel])]
+        tag = f" ({label})" if label else ""
+        ax.errorbar(
+            x[sel],
+            risk["mean_m_rep"].values[sel],
+            yerr=2 * risk["se_m_rep"].values[sel],
+            fmt="o",
+            capsize=3,
+            color=colour,
+            label=f"Monte Carlo mean m·Rep ± 2 s.e.{tag}",
+        )
+        ax.plot(x[sel], th["mean_L2"].values[sel], "--", color=colour, label=f"limit E‖L(Z)‖²{tag}")
+        _declared_curves(ax, str(risk.attrs["case"]), th, sel, x[sel], drawn)
+    _log_if_wide(ax, x, np.concatenate([risk["mean_m_rep"].values, th["mean_L2"].values]))
+    ax.set_xlabel(x_name)
+    ax.set_ylabel("m·Rep")
+    ax.set_title(
+        f"{risk.attrs.get('study')}: m·Rep against {x_name} (R = {risk.sizes['replicate']})"
+    )
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -296,6 +409,7 @@ def draw_all(
         "convergence": lambda: convergence_figure(risk, reference),
         "closed_forms": lambda: closed_forms_figure(risk, th),
         "diagnostics": lambda: diagnostics_figure(risk, th),
+        "means": lambda: means_figure(risk, th),
     }
     paths = []
     for name in FIGURES:

@@ -263,7 +263,7 @@ def theory(point: Point) -> xr.Dataset:
     lim = _dataset(case.limit(truth(point), point.estimator))
     alpha_eff = point.m / point.n
     weights = lim["limit_weights"].values
-    sigma2, d_eff = float(lim["sigma2"]), int(lim["d_eff"])
+    sigma2, d_eff = float(lim["noise_variance"]), int(lim["d_eff"])
     law_total = GeneralizedChiSquare(weights / alpha_eff, offset=sigma2 * d_eff)
     extra = {
         "alpha_eff": ((), alpha_eff, {"long_name": "m / n used to scale the limit"}),
@@ -362,7 +362,7 @@ def summarise(
         out[f"mean_{v}"] = float(x.mean())
         out[f"se_{v}"] = float(x.std(ddof=1) / np.sqrt(r)) if r > 1 else float("nan")
     weights = th["limit_weights"].values
-    sigma2, d_eff = float(th["sigma2"]), int(th["d_eff"])
+    sigma2, d_eff = float(th["noise_variance"]), int(th["d_eff"])
     alpha_eff = float(th["alpha_eff"])
     laws = {
         "total": (
@@ -533,47 +533,85 @@ def _r2(y: np.ndarray, pred: np.ndarray) -> float:
     return float(1.0 - np.sum((y - pred) ** 2) / np.sum((y - y.mean()) ** 2))
 
 
+def grid_axes(points: Sequence[Point]) -> tuple[list[str], list[str]]:
+    """The parameters that vary across ``points``: numeric ones and the others (e.g. an
+    estimator's ``method``), each in the order of the point's settings; ``m`` is left out
+    when ``n`` or ``alpha`` varies (it is derived from them)."""
+    varying = [k for k in points[0].settings if len({_key(p.settings[k]) for p in points}) > 1]
+    if "m" in varying and ("n" in varying or "alpha" in varying):
+        varying.remove("m")
+
+    def numeric(k: str) -> bool:
+        return all(isinstance(p.settings[k], int | float) for p in points) and not any(
+            isinstance(p.settings[k], bool) for p in points
+        )
+
+    return [k for k in varying if numeric(k)], [k for k in varying if not numeric(k)]
+
+
+def _key(value: Any) -> str:
+    return seeding.canonical_json(value)
+
+
+def series_labels(points: Sequence[Point], keys: Sequence[str]) -> list[str]:
+    """One label per point naming its values of ``keys`` (e.g. ``method=mom``)."""
+    return [", ".join(f"{k}={p.settings[k]}" for k in keys) for p in points]
+
+
 def sweep(theories: Sequence[xr.Dataset], fit: str = "none") -> xr.Dataset:
     """A theory-only study: E||L(Z)||^2 (with its Monte Carlo s.e. when the case gives one)
-    against the one grid parameter that varies, with the fitted curve and its R^2."""
+    against the one numeric grid parameter that varies, one series per combination of the
+    other varying parameters (e.g. the estimator), with a fitted curve and its R^2 per
+    series."""
     points = [point_of(th) for th in theories]
-    order = sorted(range(len(points)), key=lambda i: points[i].point_id)
-    varying = [
-        k
-        for k, v in points[0].settings.items()
-        if isinstance(v, int | float)
-        and not isinstance(v, bool)
-        and len({p.settings[k] for p in points}) > 1
-    ]
-    if "m" in varying and ("n" in varying or "alpha" in varying):
-        varying.remove("m")  # derived from n and alpha
-    if len(varying) != 1:
+    numeric, others = grid_axes(points)
+    if len(numeric) != 1:
         raise InputFileError(
-            f"a sweep varies exactly one numeric parameter; these points vary {varying}"
+            f"a sweep varies exactly one numeric parameter; these points vary {numeric}"
         )
-    x_name = varying[0]
-    order = sorted(order, key=lambda i: points[i].settings[x_name])
+    x_name = numeric[0]
+    labels = series_labels(points, others)
+    order = sorted(
+        range(len(points)),
+        key=lambda i: (labels[i], points[i].settings[x_name], points[i].point_id),
+    )
     points = [points[i] for i in order]
+    labels = [labels[i] for i in order]
     ds = aggregate_theory(points, [theories[i] for i in order])
-    ds = ds.assign_coords(x=("point", np.array([p.settings[x_name] for p in points], float)))
+    ds = ds.assign_coords(
+        x=("point", np.array([p.settings[x_name] for p in points], float)),
+        series=("point", np.array(labels, dtype=object)),
+    )
     ds["x"].attrs["long_name"] = x_name
     attrs: dict[str, Any] = {
         "case": points[0].case,
         "study": points[0].study,
         "seed": points[0].seed,
         "swept": x_name,
+        "series_keys": seeding.canonical_json(others),
         "points": seeding.canonical_json([p.to_json() for p in points]),
         "fit": fit,
     }
     if fit != "none":
-        res = fit_curve(ds["x"].values, ds["mean_L2"].values, fit)
-        ds["fit_mean_L2"] = xr.Variable(("point",), res["pred"], {"long_name": f"{fit} fit"})
-        attrs["fit_coef"] = seeding.canonical_json(
-            dict(zip(res["names"], map(float, res["coef"]), strict=True))
-        )
-        attrs["fit_r2"] = res["r2"]
-        if "r2_log" in res:
-            attrs["fit_r2_log"] = res["r2_log"]
+        pred = np.empty(len(points))
+        by_series = {}
+        for label in dict.fromkeys(labels):
+            sel = np.array([lab == label for lab in labels])
+            res = fit_curve(ds["x"].values[sel], ds["mean_L2"].values[sel], fit)
+            pred[sel] = res["pred"]
+            by_series[label] = {
+                "coef": dict(zip(res["names"], map(float, res["coef"]), strict=True)),
+                "r2": res["r2"],
+                **({"r2_log": res["r2_log"]} if "r2_log" in res else {}),
+            }
+        ds["fit_mean_L2"] = xr.Variable(("point",), pred, {"long_name": f"{fit} fit"})
+        attrs["fit_by_series"] = seeding.canonical_json(by_series)
+        if len(by_series) == 1:
+            (only,) = by_series.values()
+            attrs["fit_coef"] = seeding.canonical_json(only["coef"])
+            attrs["fit_r2"] = only["r2"]
+            if "r2_log" in only:
+                attrs["fit_r2_log"] = only["r2_log"]
     attrs["config_sha256"] = hashlib.sha256(attrs["points"].encode()).hexdigest()
     ds.attrs = attrs
     return ds

@@ -23,6 +23,7 @@ REGISTRY: dict[str, str] = {
     "factor": "factor",
     "spectral": "spectral",
     "gmm": "gmm",
+    "multitask": "multitask",
 }
 
 _HERE = Path(__file__).resolve().parent

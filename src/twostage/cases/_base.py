@@ -166,7 +166,7 @@ class Outputs:
 REQUIRED = {
     "pretrain": ("representation", "descriptor"),
     "downstream": ("coef", "rep", "leak", "var", "d_eff_n"),
-    "theory": ("limit_weights", "sigma2", "d_eff", "d_base"),
+    "theory": ("limit_weights", "noise_variance", "d_eff", "d_base"),
 }
 
 

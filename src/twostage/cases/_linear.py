@@ -15,12 +15,63 @@ Pseudo-inverses and ``d_eff_n = rank Sigma_n`` share numpy's rank tolerance.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
+from scipy import stats
 
 from ..linalg import pinv_psd, sym
 from ._base import Variables
 
-C = "component"
+C, F, F_ = "component", "feature", "feature_"
+
+
+def covariance_draws(
+    sigma_x: np.ndarray, size: int, rngs: Sequence[np.random.Generator]
+) -> np.ndarray:
+    """Uncentred sample covariances of ``size`` draws of N(0, Sigma_x), one per generator:
+    exact ``W_d(Sigma_x, size) / size`` by the Bartlett decomposition (scipy) when
+    ``size >= d``, else the ``size`` Gaussian rows themselves (a singular Wishart);
+    shape (R, d, d). The cost does not grow with ``size``."""
+    d = sigma_x.shape[0]
+    s = np.empty((len(rngs), d, d))
+    if size >= d:
+        wishart = stats.wishart(df=size, scale=sigma_x)
+        for i, rng in enumerate(rngs):
+            s[i] = wishart.rvs(random_state=rng) / size
+    else:
+        chol = np.linalg.cholesky(sigma_x)
+        for i, rng in enumerate(rngs):
+            z = rng.standard_normal((size, d)) @ chol.T
+            s[i] = z.T @ z / size
+    return s
+
+
+def isotropic_design(
+    d: int, size: int, rngs: Sequence[np.random.Generator], sampling: str
+) -> Variables:
+    """A downstream design x ~ N(0, I_d) of ``size`` rows per replicate: the rows
+    (``x_down``, raw) or the exact Wishart draw of their covariance (``S_down``)."""
+    if sampling == "raw":
+        x = np.empty((len(rngs), size, d))
+        for i, rng in enumerate(rngs):
+            x[i] = rng.standard_normal((size, d))
+        return {"x_down": (("replicate", "sample", F), x, {"long_name": "downstream design"})}
+    return {
+        "S_down": (
+            ("replicate", F, F_),
+            covariance_draws(np.eye(d), size, rngs),
+            {"long_name": "downstream design uncentred sample covariance (exact Wishart)"},
+        )
+    }
+
+
+def design_covariance(design: Mapping[str, np.ndarray], tag: str = "down") -> np.ndarray:
+    """``S = X^T X / rows`` of a design given raw (``x_<tag>``) or as ``S_<tag>``."""
+    if f"S_{tag}" in design:
+        return design[f"S_{tag}"]
+    x = design[f"x_{tag}"]
+    return np.swapaxes(x, -1, -2) @ x / x.shape[-2]
 
 
 def population_fit(

@@ -26,7 +26,7 @@ from ...limits import directional_derivatives, gchisq_weights, gram, sandwich
 from ...linalg import eigh_descending, psd_sqrt
 from ...manifolds import FixedRankPSD
 from .._base import CaseStudy, ClosedForm, KeyPath, Output, Outputs, Variables
-from .._linear import population_fit, risk_variables
+from .._linear import covariance_draws, design_covariance, population_fit, risk_variables
 
 F, C, F_ = "feature", "component", "feature_"
 
@@ -107,7 +107,7 @@ class FactorModel(CaseStudy):
             Output("hessian", "theory", (T, T_), "Riemannian Hessian of L_pre at M*"),
             Output("score_cov", "theory", (T, T_), "covariance of the Riemannian score"),
             Output("G_L", "theory", (T, T_), "Gram matrix of the residual map L"),
-            Output("sigma2", "theory", (), "downstream noise variance sigma^2"),
+            Output("noise_variance", "theory", (), "downstream noise variance sigma^2"),
             Output("d_eff", "theory", (), "effective dimension d_eff = k"),
             Output("d_base", "theory", (), "downstream-only dimension d_base = d"),
         ),
@@ -190,30 +190,13 @@ class FactorModel(CaseStudy):
             return {f"x_{tag}": (("replicate", dim, F), x, {"long_name": f"{what} samples"})}
         if sampling != "sufficient":
             raise ValueError(f"sampling must be 'sufficient' or 'raw'; got {sampling!r}")
-        s = np.empty((len(rngs), d, d))
-        if size >= d:  # Bartlett decomposition (scipy), exact W_d(Sigma_x, size) / size
-            wishart = stats.wishart(df=size, scale=sigma_x)
-            for i, rng in enumerate(rngs):
-                s[i] = wishart.rvs(random_state=rng) / size
-        else:  # singular Wishart: draw the size < d Gaussian rows themselves
-            chol = np.linalg.cholesky(sigma_x)
-            for i, rng in enumerate(rngs):
-                z = rng.standard_normal((size, d)) @ chol.T
-                s[i] = z.T @ z / size
         return {
             f"S_{tag}": (
                 ("replicate", F, F_),
-                s,
+                covariance_draws(sigma_x, size, rngs),
                 {"long_name": f"{what} uncentred sample covariance (exact Wishart draw)"},
             )
         }
-
-    @staticmethod
-    def _covariance(data: Mapping[str, np.ndarray], tag: str) -> np.ndarray:
-        if f"S_{tag}" in data:
-            return data[f"S_{tag}"]
-        x = data[f"x_{tag}"]
-        return np.swapaxes(x, -1, -2) @ x / x.shape[-2]
 
     # ------------------------------------------------------------------ estimators
     def pretrain(
@@ -224,7 +207,7 @@ class FactorModel(CaseStudy):
         rngs: Sequence[np.random.Generator],
     ) -> Variables:
         k = truth["A"].shape[1]
-        lam, vec = eigh_descending(self._covariance(data, "pre"))
+        lam, vec = eigh_descending(design_covariance(data, "pre"))
         lam, u = lam[:, :k], vec[:, :, :k]
         scale = np.clip(lam - 1.0, 0.0, None)
         rep = u * np.sqrt(scale)[:, None, :]
@@ -280,7 +263,7 @@ class FactorModel(CaseStudy):
         design: Mapping[str, np.ndarray],
         n: int,
     ) -> Variables:
-        s_n = self._covariance(design, "down")
+        s_n = design_covariance(design)
         return risk_variables(
             truth["Sigma_x"], truth["w_star"], truth["sigma2"], features(representation), s_n, n
         )
@@ -354,7 +337,7 @@ class FactorModel(CaseStudy):
             "hessian": ((t, tt), hess, {"long_name": "Riemannian Hessian of L_pre at M*"}),
             "score_cov": ((t, tt), score_cov, {"long_name": "covariance of the Riemannian score"}),
             "G_L": ((t, tt), g_l, {"long_name": "Gram matrix of the residual map L"}),
-            "sigma2": ((), np.float64(truth["sigma2"]), {"long_name": "noise variance"}),
+            "noise_variance": ((), np.float64(truth["sigma2"]), {"long_name": "noise variance"}),
             "d_eff": ((), np.int64(k), {"long_name": "effective dimension d_eff = k"}),
             "d_base": ((), np.int64(d), {"long_name": "downstream-only dimension d_base = d"}),
         }

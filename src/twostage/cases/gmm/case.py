@@ -147,7 +147,7 @@ class GaussianMixture(CaseStudy):
             Output("hessian", "theory", (T, T_), "expected Hessian of the loss (Monte Carlo)"),
             Output("G_L", "theory", (T, T_), "Gram matrix of the residual map L"),
             Output("mean_L2_se", "theory", (), "jackknife s.e. of E||L(Z)||^2"),
-            Output("sigma2", "theory", (), "noise variance"),
+            Output("noise_variance", "theory", (), "downstream noise variance sigma^2"),
             Output("d_eff", "theory", (), "effective dimension K (r* + 1)"),
             Output("d_base", "theory", (), "downstream-only dimension (numerical)"),
         ),
@@ -470,7 +470,7 @@ class GaussianMixture(CaseStudy):
                     f"({JACKKNIFE_GROUPS} groups of the population and Fisher samples)"
                 },
             ),
-            "sigma2": ((), np.float64(truth["sigma2"]), {"long_name": "noise variance"}),
+            "noise_variance": ((), np.float64(truth["sigma2"]), {"long_name": "noise variance"}),
             "d_eff": ((), np.int64(d_eff), {"long_name": "effective dimension K (r* + 1)"}),
             "d_base": (
                 (),

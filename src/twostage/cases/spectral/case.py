@@ -36,7 +36,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy import stats
 
 from ...errors import ConfigError
 from ...groups import OrthogonalGroup
@@ -44,7 +43,7 @@ from ...limits import directional_derivatives, gchisq_weights, gram, sandwich
 from ...linalg import sym
 from ...manifolds import FixedRankPSD
 from .._base import CaseStudy, ClosedForm, KeyPath, Output, Outputs, Variables
-from .._linear import risk_variables
+from .._linear import design_covariance, isotropic_design, risk_variables
 from .data import _accumulate, _coupling, _draw_chunks, instance_blocks, statistics_from_samples
 from .estimator import canonical_representative, excess_population_loss, minimise, starts
 from .theory import canonical_section, closed_forms, population_residual, score_covariance
@@ -162,7 +161,7 @@ class SpectralPretraining(CaseStudy):
             ),
             Output("score_cov", "theory", ("tangent", "tangent_"), "Riemannian score covariance"),
             Output("G_L", "theory", ("tangent", "tangent_"), "Gram matrix of the residual map L"),
-            Output("sigma2", "theory", (), "label noise variance"),
+            Output("noise_variance", "theory", (), "downstream noise variance sigma^2"),
             Output("d_eff", "theory", (), "effective dimension d_eff = k"),
             Output("d_base", "theory", (), "downstream-only dimension d_base = d"),
         ),
@@ -302,40 +301,13 @@ class SpectralPretraining(CaseStudy):
                     {"long_name": "T = mean (x x^T) kron (x- x-^T), row-major vec (d^2 x d^2)"},
                 ),
             }
-        if sampling == "raw":
-            x = np.empty((len(rngs), size, d))
-            for i, rng in enumerate(rngs):
-                x[i] = rng.standard_normal((size, d))
-            return {"x_down": (("replicate", "sample", F), x, {"long_name": "downstream design"})}
-        s = np.empty((len(rngs), d, d))
-        if size >= d:  # Bartlett decomposition (scipy): exact W_d(I, size) / size
-            wishart = stats.wishart(df=size, scale=np.eye(d))
-            for i, rng in enumerate(rngs):
-                s[i] = wishart.rvs(random_state=rng) / size
-        else:  # singular Wishart: the size < d Gaussian rows themselves
-            for i, rng in enumerate(rngs):
-                z = rng.standard_normal((size, d))
-                s[i] = z.T @ z / size
-        return {
-            "S_down": (
-                ("replicate", F, F_),
-                s,
-                {"long_name": "downstream design uncentred sample covariance (exact Wishart)"},
-            )
-        }
+        return isotropic_design(d, size, rngs, sampling)
 
     @staticmethod
     def _statistics(data: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         if "S_plus" in data:
             return data["S_plus"], data["T_hat"]
         return statistics_from_samples(data["x_pre"], data["xplus_pre"], data["xminus_pre"])
-
-    @staticmethod
-    def _design(data: Mapping[str, np.ndarray]) -> np.ndarray:
-        if "S_down" in data:
-            return data["S_down"]
-        x = data["x_down"]
-        return np.swapaxes(x, -1, -2) @ x / x.shape[-2]
 
     # ------------------------------------------------------------------ estimators
     def pretrain(
@@ -461,7 +433,7 @@ class SpectralPretraining(CaseStudy):
         design: Mapping[str, np.ndarray],
         n: int,
     ) -> Variables:
-        s_n = self._design(design)
+        s_n = design_covariance(design)
         eye = np.eye(s_n.shape[-1])
         feat = np.swapaxes(representation, -1, -2)  # phi = A_hat x, Sigma_down = I
         return risk_variables(
@@ -585,7 +557,7 @@ class SpectralPretraining(CaseStudy):
             ),
             "score_cov": ((t, tt), score_cov, {"long_name": "covariance of the Riemannian score"}),
             "G_L": ((t, tt), g_l, {"long_name": "Gram matrix of the residual map L"}),
-            "sigma2": ((), np.float64(truth["sigma2"]), {"long_name": "noise variance"}),
+            "noise_variance": ((), np.float64(truth["sigma2"]), {"long_name": "noise variance"}),
             "d_eff": ((), np.int64(k), {"long_name": "effective dimension d_eff = k"}),
             "d_base": ((), np.int64(d), {"long_name": "downstream-only dimension d_base = d"}),
         }
