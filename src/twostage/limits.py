@@ -25,6 +25,15 @@ from .linalg import psd_sqrt, sym
 WEIGHT_RTOL = 1e-9
 
 
+def pad_weights(weights: np.ndarray, size: int) -> np.ndarray:
+    """Weights sorted in decreasing order and padded with zeros to ``size`` terms (a
+    generalized chi-square is unchanged by zero weights; a case's weight vectors then
+    share one ``term`` dimension)."""
+    out = np.zeros(size)
+    out[: len(weights)] = np.sort(weights)[::-1]
+    return out
+
+
 def sandwich(hessian: np.ndarray, score_cov: np.ndarray) -> np.ndarray:
     """``V = H^{-1} S H^{-1}`` (symmetrised), raising if H is singular."""
     cond = np.linalg.cond(hessian)

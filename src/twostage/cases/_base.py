@@ -168,6 +168,36 @@ REQUIRED = {
     "downstream": ("coef", "rep", "leak", "var", "d_eff_n"),
     "theory": ("limit_weights", "noise_variance", "d_eff", "d_base"),
 }
+TANGENT = ("tangent", "tangent_")
+
+
+def standard_outputs(
+    representation: tuple[tuple[str, ...], str],
+    descriptor: tuple[tuple[str, ...], str],
+    coef_dims: tuple[str, ...],
+    d_eff: str,
+    d_base: str,
+    rep: str = "representation error Rep(Omega_hat)",
+) -> tuple[Output, ...]:
+    """The declarations of the :data:`REQUIRED` outputs and of V and G_L, with the case's
+    dims (without 'replicate') and descriptions: ``representation`` and ``descriptor``
+    are ``(dims, description)`` pairs."""
+    r = ("replicate",)
+    return (
+        Output("representation", "pretrain", (*r, *representation[0]), representation[1]),
+        Output("descriptor", "pretrain", (*r, *descriptor[0]), descriptor[1]),
+        Output("coef", "downstream", (*r, *coef_dims), "min-norm OLS coefficient"),
+        Output("rep", "downstream", r, rep),
+        Output("leak", "downstream", r, "leakage term Leak_n(Omega_hat)"),
+        Output("var", "downstream", r, "variance term sigma^2 tr(Sigma Sigma_n^+)/n"),
+        Output("d_eff_n", "downstream", r, "rank Sigma_n"),
+        Output("limit_weights", "theory", ("term",), "weights of ||L(Z)||^2 (numerical)"),
+        Output("noise_variance", "theory", (), "downstream noise variance sigma^2"),
+        Output("d_eff", "theory", (), d_eff),
+        Output("d_base", "theory", (), d_base),
+        Output("V", "theory", TANGENT, "covariance V of the tangent-space CLT"),
+        Output("G_L", "theory", TANGENT, "Gram matrix of the residual map L"),
+    )
 
 
 def _concat(parts: Sequence[Variables]) -> Variables:

@@ -22,19 +22,13 @@ from scipy import stats
 
 from ...errors import ConfigError
 from ...groups import OrthogonalGroup, random_orthogonal
-from ...limits import directional_derivatives, gchisq_weights, gram, sandwich
+from ...limits import directional_derivatives, gchisq_weights, gram, pad_weights, sandwich
 from ...linalg import eigh_descending, psd_sqrt
 from ...manifolds import FixedRankPSD
-from .._base import CaseStudy, ClosedForm, KeyPath, Output, Outputs, Variables
+from .._base import CaseStudy, ClosedForm, KeyPath, Output, Outputs, Variables, standard_outputs
 from .._linear import covariance_draws, design_covariance, population_fit, risk_variables
 
 F, C, F_ = "feature", "component", "feature_"
-
-
-def _pad(w: np.ndarray, size: int) -> np.ndarray:
-    out = np.zeros(size)
-    out[: len(w)] = np.sort(w)[::-1]
-    return out
 
 
 def features(rep: np.ndarray) -> np.ndarray:
@@ -68,8 +62,13 @@ class FactorModel(CaseStudy):
     }
     outputs: ClassVar[Outputs] = Outputs(
         variables=(
-            Output("representation", "pretrain", ("replicate", F, C), "PPCA representative A_hat"),
-            Output("descriptor", "pretrain", ("replicate", F, F_), "M_hat = A_hat A_hat^T"),
+            *standard_outputs(
+                representation=((F, C), "PPCA representative A_hat"),
+                descriptor=((F, F_), "M_hat = A_hat A_hat^T"),
+                coef_dims=(C,),
+                d_eff="effective dimension d_eff = k",
+                d_base="downstream-only dimension d_base = d",
+            ),
             Output("eigenvalues", "pretrain", ("replicate", C), "top-k eigenvalues of S_m"),
             Output("eigenvectors", "pretrain", ("replicate", F, C), "top-k eigenvectors of S_m"),
             Output(
@@ -94,22 +93,11 @@ class FactorModel(CaseStudy):
                 "||M_hat - M*||_F (orbit-invariant)",
                 aggregate=True,
             ),
-            Output("coef", "downstream", ("replicate", C), "min-norm OLS coefficient"),
-            Output("rep", "downstream", ("replicate",), "representation error Rep"),
-            Output("leak", "downstream", ("replicate",), "leakage Leak_n"),
-            Output("var", "downstream", ("replicate",), "variance sigma^2 tr(Sigma Sigma_n^+)/n"),
-            Output("d_eff_n", "downstream", ("replicate",), "rank Sigma_n"),
-            Output("limit_weights", "theory", ("term",), "weights of ||L(Z)||^2 (numerical)"),
             Output("closed_form_printed", "theory", ("term",), "printed Cor. 6.4 weights"),
             Output("closed_form_corrected", "theory", ("term",), "corrected Cor. 6.4 weights"),
             Output("law_eigvec_error", "theory", ("term",), "Anderson's limit of eigvec_error"),
-            Output("V", "theory", (T, T_), "covariance of the tangent-space CLT"),
             Output("hessian", "theory", (T, T_), "Riemannian Hessian of L_pre at M*"),
             Output("score_cov", "theory", (T, T_), "covariance of the Riemannian score"),
-            Output("G_L", "theory", (T, T_), "Gram matrix of the residual map L"),
-            Output("noise_variance", "theory", (), "downstream noise variance sigma^2"),
-            Output("d_eff", "theory", (), "effective dimension d_eff = k"),
-            Output("d_base", "theory", (), "downstream-only dimension d_base = d"),
         ),
         closed_forms=(
             ClosedForm("printed", "closed_form_printed", "paper's printed Cor. 6.4"),
@@ -315,22 +303,22 @@ class FactorModel(CaseStudy):
         return {
             "limit_weights": (
                 ("term",),
-                _pad(weights, q),
+                pad_weights(weights, q),
                 {"long_name": "weights nu of ||L(Z)||^2 = sum nu chi2_1 (numerical)"},
             ),
             "closed_form_printed": (
                 ("term",),
-                _pad(np.full(d - k, c_printed), q),
+                pad_weights(np.full(d - k, c_printed), q),
                 {"long_name": "weights of the paper's printed Corollary 6.4"},
             ),
             "closed_form_corrected": (
                 ("term",),
-                _pad(np.full(d - k, c_corrected), q),
+                pad_weights(np.full(d - k, c_corrected), q),
                 {"long_name": "weights of Corollary 6.4 corrected for the dropped section term"},
             ),
             "law_eigvec_error": (
                 ("term",),
-                _pad(eig_w, q),
+                pad_weights(eig_w, q),
                 {"long_name": "limit weights of m ||U_hat Q - U1||_F^2 (Anderson 1963)"},
             ),
             "V": ((t, tt), v, {"long_name": "covariance of the tangent-space CLT"}),

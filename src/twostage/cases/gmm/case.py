@@ -64,7 +64,7 @@ from ...errors import ConfigError
 from ...groups import PermutationGroup
 from ...limits import gchisq_weights, sandwich
 from ...linalg import pinv_psd, sym
-from .._base import CaseStudy, KeyPath, Output, Outputs, Variables
+from .._base import CaseStudy, KeyPath, Output, Outputs, Variables, standard_outputs
 from .em import canonical_order, em, kmeans_plus_plus
 from .features import embed_theta, features_reduced, scatter_rank, true_centers, true_theta
 from .population import mixture_sample, population_fit, regression_function
@@ -103,10 +103,13 @@ class GaussianMixture(CaseStudy):
     }
     outputs: ClassVar[Outputs] = Outputs(
         variables=(
-            Output(
-                "representation", "pretrain", ("replicate", C, F), "EM centres U_hat, EM's labels"
+            *standard_outputs(
+                representation=((C, F), "EM centres U_hat, EM's labels"),
+                descriptor=((C, F), "centres in lexicographic order"),
+                coef_dims=(B,),
+                d_eff="effective dimension K (r* + 1)",
+                d_base="downstream-only dimension (numerical)",
             ),
-            Output("descriptor", "pretrain", ("replicate", C, F), "centres in lexicographic order"),
             Output(
                 "converged",
                 "pretrain",
@@ -135,21 +138,10 @@ class GaussianMixture(CaseStudy):
                 aggregate=True,
                 law="law_center_error",
             ),
-            Output("coef", "downstream", ("replicate", B), "min-norm OLS coefficient (ambient)"),
-            Output("rep", "downstream", ("replicate",), "representation error Rep(U_hat)"),
-            Output("leak", "downstream", ("replicate",), "leakage Leak_n(U_hat)"),
-            Output("var", "downstream", ("replicate",), "variance sigma^2 tr(Sigma Sigma_n^+)/n"),
-            Output("d_eff_n", "downstream", ("replicate",), "rank Sigma_n"),
-            Output("limit_weights", "theory", ("term",), "weights of ||L(Z)||^2 (numerical)"),
             Output("law_center_error", "theory", ("term",), "eigenvalues of V"),
-            Output("V", "theory", (T, T_), "V = I(U*)^-1"),
             Output("score_cov", "theory", (T, T_), "Fisher information (Monte Carlo)"),
             Output("hessian", "theory", (T, T_), "expected Hessian of the loss (Monte Carlo)"),
-            Output("G_L", "theory", (T, T_), "Gram matrix of the residual map L"),
             Output("mean_L2_se", "theory", (), "jackknife s.e. of E||L(Z)||^2"),
-            Output("noise_variance", "theory", (), "downstream noise variance sigma^2"),
-            Output("d_eff", "theory", (), "effective dimension K (r* + 1)"),
-            Output("d_base", "theory", (), "downstream-only dimension (numerical)"),
         ),
     )
 

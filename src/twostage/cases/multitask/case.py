@@ -25,7 +25,17 @@ from scipy import stats
 
 from ...errors import ConfigError
 from ...groups import OrthogonalGroup
-from .._base import Bound, CaseStudy, ClosedForm, KeyPath, Output, Outputs, Variables
+from ...limits import pad_weights
+from .._base import (
+    Bound,
+    CaseStudy,
+    ClosedForm,
+    KeyPath,
+    Output,
+    Outputs,
+    Variables,
+    standard_outputs,
+)
 from .._linear import design_covariance, isotropic_design, risk_variables
 from .data import accumulate, draw_chunks, statistics_from_samples, task_matrix
 from .estimator import erm, method_of_moments
@@ -37,12 +47,6 @@ T, T_ = "tangent", "tangent_"
 #: Smallest eigenvalue of (1/T) sum theta theta^T, relative to the largest, for the tasks
 #: to count as spanning the k directions (else the representation is not identifiable).
 DIVERSITY_RTOL = 1e-10
-
-
-def _pad(w: np.ndarray, size: int) -> np.ndarray:
-    out = np.zeros(size)
-    out[: len(w)] = np.sort(w)[::-1]
-    return out
 
 
 class MultiTask(CaseStudy):
@@ -58,8 +62,14 @@ class MultiTask(CaseStudy):
     }
     outputs: ClassVar[Outputs] = Outputs(
         variables=(
-            Output("representation", "pretrain", ("replicate", F, C), "B_hat, orthonormal"),
-            Output("descriptor", "pretrain", ("replicate", F, F_), "P_hat = B_hat B_hat^T"),
+            *standard_outputs(
+                representation=((F, C), "B_hat, orthonormal"),
+                descriptor=((F, F_), "P_hat = B_hat B_hat^T"),
+                coef_dims=(C,),
+                d_eff="effective dimension d_eff = k",
+                d_base="downstream-only dimension d_base = d",
+                rep="Rep = ||(I - P_hat) B* theta_0||^2",
+            ),
             Output(
                 "converged",
                 "pretrain",
@@ -101,23 +111,12 @@ class MultiTask(CaseStudy):
             Output(
                 "descriptor_distance", "align", ("replicate",), "||P_hat - P*||_F", aggregate=True
             ),
-            Output("coef", "downstream", ("replicate", C), "min-norm OLS coefficient"),
-            Output("rep", "downstream", ("replicate",), "Rep = ||(I - P_hat) B* theta_0||^2"),
-            Output("leak", "downstream", ("replicate",), "leakage Leak_n"),
-            Output("var", "downstream", ("replicate",), "variance sigma^2 tr(Sigma Sigma_n^+)/n"),
-            Output("d_eff_n", "downstream", ("replicate",), "rank Sigma_n"),
-            Output("limit_weights", "theory", ("term",), "weights of ||L(Z)||^2 (numerical)"),
             Output("closed_form_mom", "theory", ("term",), "c_mom chi2_{d-k} (derived by hand)"),
             Output("closed_form_erm", "theory", ("term",), "c_erm chi2_{d-k} (derived by hand)"),
             Output("law_subspace_error", "theory", ("term",), "limit weights of subspace_error"),
             Output("bound_tripuraneni", "theory", (), "Tripuraneni et al. bound (rate)"),
             Output("bound_du", "theory", (), "Du et al. bound (rate)"),
             Output("task_diversity_ratio", "theory", (), "lambda_min / lambda_max of Lambda"),
-            Output("V", "theory", (T, T_), "covariance of the tangent-space CLT"),
-            Output("G_L", "theory", (T, T_), "Gram matrix of the residual map L"),
-            Output("noise_variance", "theory", (), "downstream noise variance sigma^2"),
-            Output("d_eff", "theory", (), "effective dimension d_eff = k"),
-            Output("d_base", "theory", (), "downstream-only dimension d_base = d"),
         ),
         closed_forms=(
             ClosedForm("mom", "closed_form_mom", "method-of-moments closed form (derived)"),
@@ -363,22 +362,22 @@ class MultiTask(CaseStudy):
         return {
             "limit_weights": (
                 term,
-                _pad(res["weights"], q),
+                pad_weights(res["weights"], q),
                 {"long_name": "weights nu of ||L(Z)||^2 = sum nu chi2_1 (numerical)"},
             ),
             "closed_form_mom": (
                 term,
-                _pad(np.full(d - k, forms["mom"]), q),
+                pad_weights(np.full(d - k, forms["mom"]), q),
                 {"long_name": "c_mom chi2_{d-k}: method-of-moments closed form (derived)"},
             ),
             "closed_form_erm": (
                 term,
-                _pad(np.full(d - k, forms["erm"]), q),
+                pad_weights(np.full(d - k, forms["erm"]), q),
                 {"long_name": "c_erm chi2_{d-k}: ERM closed form (derived)"},
             ),
             "law_subspace_error": (
                 term,
-                _pad(res["subspace_weights"], q),
+                pad_weights(res["subspace_weights"], q),
                 {"long_name": "limit weights of m ||sin Theta||_F^2: eig(V) / 2"},
             ),
             "bound_tripuraneni": (

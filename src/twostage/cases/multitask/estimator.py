@@ -22,11 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...linalg import eigh_descending, sym
-
-#: Relative round-off slack of the Armijo test of the Newton line search.
-_ROUNDOFF = 1e-13
-#: Step halvings of the line search before a replicate is declared stalled.
-_MAX_HALVINGS = 40
+from ...optim import newton
 
 
 def split_scatter(scatter: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -77,8 +73,8 @@ def _loss_parts(delta, heads, b0, u, s, c, yy):  # noqa: ANN001, ANN202
     return b, v, sv, f
 
 
-def _derivatives(delta, heads, b0, u, s, c, yy):  # noqa: ANN001, ANN202
-    """Loss, gradient and Hessian in x = (vec Delta row-major, vec W row-major)."""
+def _derivatives(delta, heads, b0, u, s, c, yy, hessian=True):  # noqa: ANN001, ANN202
+    """Loss, gradient and (if asked) Hessian in x = (vec Delta row-major, vec W row-major)."""
     b, v, sv, f = _loss_parts(delta, heads, b0, u, s, c, yy)
     r, n_tasks, k = heads.shape
     q = delta.shape[-2]
@@ -87,6 +83,8 @@ def _derivatives(delta, heads, b0, u, s, c, yy):  # noqa: ANN001, ANN202
     grad_delta = 2.0 * np.einsum("rtq,rtk->rqk", ug, heads)
     grad_w = 2.0 * np.einsum("rdk,rtd->rtk", b, g)
     grad = np.concatenate([grad_delta.reshape(r, -1), grad_w.reshape(r, -1)], axis=1)
+    if not hessian:
+        return f, grad, None
     usu = np.einsum("rdq,rtde,rep->rtqp", u, s, u)  # U^T S_t U
     usb = np.einsum("rdq,rtde,rek->rtqk", u, s, b)  # U^T S_t B
     bsb = np.einsum("rdk,rtde,rel->rtkl", b, s, b)  # B^T S_t B
@@ -138,53 +136,14 @@ def erm(
     def pack(dl: np.ndarray, hd: np.ndarray) -> np.ndarray:
         return np.concatenate([dl.reshape(len(dl), -1), hd.reshape(len(hd), -1)], axis=1)
 
-    x = pack(delta, heads)
-    f, grad, hess = _derivatives(delta, heads, b0, u, s, c, yy)
-    gnorm = np.linalg.norm(grad, axis=1)
-    n_iter = np.zeros(r, dtype=np.int64)
-    active = gnorm > gtol
-    for _ in range(max_iter):
-        idx = np.flatnonzero(active)
-        if idx.size == 0:
-            break
-        lam, vec = np.linalg.eigh(hess[idx])
-        scale = np.abs(lam).max(axis=-1, keepdims=True)
-        floor = np.maximum(np.abs(lam), 1e-14 * scale)
-        coef = np.einsum("bij,bi->bj", vec, grad[idx]) / floor
-        step = -np.einsum("bij,bj->bi", vec, coef)
-        slope = np.einsum("bi,bi->b", grad[idx], step)
-        fa = f[idx]
-        t = np.ones(idx.size)
-        accepted = np.zeros(idx.size, dtype=bool)
-        new_x = x[idx].copy()
-        for _halving in range(_MAX_HALVINGS):
-            todo = ~accepted
-            if not todo.any():
-                break
-            sel = idx[todo]
-            trial = x[sel] + t[todo, None] * step[todo]
-            dl, hd = unpack(trial)
-            *_, ft = _loss_parts(dl, hd, b0[sel], u[sel], s[sel], c[sel], yy[sel])
-            ok = ft <= fa[todo] + 1e-4 * t[todo] * slope[todo] + _ROUNDOFF * (1 + np.abs(fa[todo]))
-            pos = np.flatnonzero(todo)[ok]
-            new_x[pos] = trial[ok]
-            accepted[pos] = True
-            t[todo] *= 0.5
-        dl, hd = unpack(new_x)
-        nf, ngrad, nhess = _derivatives(dl, hd, b0[idx], u[idx], s[idx], c[idx], yy[idx])
-        nnorm = np.linalg.norm(ngrad, axis=1)
-        progress = accepted & ((nf < fa) | (nnorm < gnorm[idx]))
-        upd = idx[progress]
-        x[upd], f[upd], grad[upd], hess[upd] = (
-            new_x[progress],
-            nf[progress],
-            ngrad[progress],
-            nhess[progress],
-        )
-        gnorm[upd] = nnorm[progress]
-        n_iter[idx] += 1
-        active[idx[~progress]] = False  # stalled
-        active[upd] = gnorm[upd] > gtol
+    def value(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        return _loss_parts(*unpack(x), b0[idx], u[idx], s[idx], c[idx], yy[idx])[-1]
+
+    def derivatives(x: np.ndarray, idx: np.ndarray, hessian: bool) -> tuple:
+        return _derivatives(*unpack(x), b0[idx], u[idx], s[idx], c[idx], yy[idx], hessian)
+
+    res = newton(pack(delta, heads), value, derivatives, gtol, max_iter)
+    x, f, gnorm, n_iter = res["x"], res["objective"], res["grad_norm"], res["n_iter"]
     delta, heads = unpack(x)
     b = b0 + u @ delta
     frame = orthonormal(b)

@@ -39,10 +39,10 @@ import numpy as np
 
 from ...errors import ConfigError
 from ...groups import OrthogonalGroup
-from ...limits import directional_derivatives, gchisq_weights, gram, sandwich
+from ...limits import directional_derivatives, gchisq_weights, gram, pad_weights, sandwich
 from ...linalg import sym
 from ...manifolds import FixedRankPSD
-from .._base import CaseStudy, ClosedForm, KeyPath, Output, Outputs, Variables
+from .._base import CaseStudy, ClosedForm, KeyPath, Output, Outputs, Variables, standard_outputs
 from .._linear import design_covariance, isotropic_design, risk_variables
 from .data import _accumulate, _coupling, _draw_chunks, instance_blocks, statistics_from_samples
 from .estimator import canonical_representative, excess_population_loss, minimise, starts
@@ -53,12 +53,6 @@ F, C, F_ = "feature", "component", "feature_"
 PERP = "complement"
 #: dimension of vec(M) (d^2 entries, row-major), for T_hat
 PAIR, PAIR_ = "pair", "pair_"
-
-
-def _pad(w: np.ndarray, size: int) -> np.ndarray:
-    out = np.zeros(size)
-    out[: len(w)] = np.sort(w)[::-1]
-    return out
 
 
 # ---------------------------------------------------------------------------- the case
@@ -75,10 +69,14 @@ class SpectralPretraining(CaseStudy):
     }
     outputs: ClassVar[Outputs] = Outputs(
         variables=(
-            Output(
-                "representation", "pretrain", ("replicate", F, C), "A_hat^T, canonical SVD form"
+            *standard_outputs(
+                representation=((F, C), "A_hat^T, canonical SVD form"),
+                descriptor=((F, F_), "M_hat = A_hat^T A_hat"),
+                coef_dims=(C,),
+                d_eff="effective dimension d_eff = k",
+                d_base="downstream-only dimension d_base = d",
+                rep="Rep = ||(I - P_hat) m*||^2",
             ),
-            Output("descriptor", "pretrain", ("replicate", F, F_), "M_hat = A_hat^T A_hat"),
             Output(
                 "converged",
                 "pretrain",
@@ -136,12 +134,6 @@ class SpectralPretraining(CaseStudy):
                 aggregate=True,
                 law="law_excess_pretrain_loss",
             ),
-            Output("coef", "downstream", ("replicate", C), "min-norm OLS coefficient"),
-            Output("rep", "downstream", ("replicate",), "Rep = ||(I - P_hat) m*||^2"),
-            Output("leak", "downstream", ("replicate",), "leakage Leak_n"),
-            Output("var", "downstream", ("replicate",), "variance sigma^2 tr(Sigma Sigma_n^+)/n"),
-            Output("d_eff_n", "downstream", ("replicate",), "rank Sigma_n"),
-            Output("limit_weights", "theory", ("term",), "weights of ||L(Z)||^2 (numerical)"),
             Output("closed_form_printed", "theory", ("term",), "printed Cor. 6.3 / (H.39)"),
             Output("closed_form_corrected", "theory", ("term",), "corrected (H.39)"),
             Output("law_excess_pretrain_loss", "theory", ("term",), "limit 1/2 Z^T H_R Z weights"),
@@ -151,7 +143,6 @@ class SpectralPretraining(CaseStudy):
             Output("offdiag_var_euclidean", "theory", (PERP, C), "Euclidean-Hessian variance"),
             Output("offdiag_var_printed", "theory", (PERP, C), "printed per-entry variance"),
             Output("offdiag_var_corrected", "theory", (PERP, C), "corrected per-entry variance"),
-            Output("V", "theory", ("tangent", "tangent_"), "covariance of the tangent CLT"),
             Output("hessian", "theory", ("tangent", "tangent_"), "Riemannian Hessian at M*"),
             Output(
                 "hessian_euclidean",
@@ -160,10 +151,6 @@ class SpectralPretraining(CaseStudy):
                 "projected Euclidean Hessian",
             ),
             Output("score_cov", "theory", ("tangent", "tangent_"), "Riemannian score covariance"),
-            Output("G_L", "theory", ("tangent", "tangent_"), "Gram matrix of the residual map L"),
-            Output("noise_variance", "theory", (), "downstream noise variance sigma^2"),
-            Output("d_eff", "theory", (), "effective dimension d_eff = k"),
-            Output("d_base", "theory", (), "downstream-only dimension d_base = d"),
         ),
         closed_forms=(
             ClosedForm("printed", "closed_form_printed", "paper's printed Cor. 6.3 / (H.39)"),
@@ -497,27 +484,27 @@ class SpectralPretraining(CaseStudy):
         return {
             "limit_weights": (
                 ("term",),
-                _pad(weights, q),
+                pad_weights(weights, q),
                 {"long_name": "weights nu of ||L(Z)||^2 = sum nu chi2_1 (numerical)"},
             ),
             "closed_form_printed": (
                 ("term",),
-                _pad(cf["printed"], q),
+                pad_weights(cf["printed"], q),
                 {"long_name": "weights of the paper's printed Cor. 6.3 / (H.39)"},
             ),
             "closed_form_corrected": (
                 ("term",),
-                _pad(cf["corrected"], q),
+                pad_weights(cf["corrected"], q),
                 {"long_name": "weights of (H.39) with the Riemannian Hessian (eigengap term)"},
             ),
             "law_excess_pretrain_loss": (
                 ("term",),
-                _pad(excess_w, q),
+                pad_weights(excess_w, q),
                 {"long_name": "weights of the limit 1/2 Z^T H_R Z of m (L(M_hat) - L(M*))"},
             ),
             "excess_pretrain_loss_h40": (
                 ("term",),
-                _pad(excess_h40, q),
+                pad_weights(excess_h40, q),
                 {
                     "long_name": "weights of the paper's (H.40) limit <Z, Sigma Z Sigma> "
                     "(Euclidean part only; Z ~ N(0, V) with the Riemannian V)"

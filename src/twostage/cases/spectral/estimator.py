@@ -11,18 +11,15 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ...linalg import sym
+from ...optim import newton
 
 #: Seed of the fixed perturbation directions of the extra starts when no per-replicate
 #: streams are given (the same for every replicate, so results do not depend on shards).
 _START_SEED = 20260605
 #: Relative size of the perturbation of the extra starts.
 _START_SPREAD = 0.5
-#: Relative round-off slack of the Armijo test of the Newton line search.
-_ROUNDOFF = 1e-13
 #: Eigenvalues of the Hessian in A below this (relative) are the O(k) gauge directions.
 _GAUGE_RTOL = 1e-10
-#: Step halvings of the line search before a replicate is declared stalled.
-_MAX_HALVINGS = 40
 
 
 # ---------------------------------------------------------------------------- losses
@@ -82,74 +79,33 @@ def minimise(
     gtol: float = 1e-12,
     max_iter: int = 100,
 ) -> dict[str, np.ndarray]:
-    """Batched saddle-free Newton with backtracking on ``f(W) = L_m(W W^T)``, W d x k.
+    """Batched saddle-free Newton with backtracking on ``f(W) = L_m(W W^T)``, W d x k
+    (:func:`twostage.optim.newton`).
 
-    The Newton direction uses ``|eigenvalues|`` of the Hessian in W (a descent direction
-    also where the Hessian is indefinite) and drops the k(k-1)/2 gauge directions
-    ``W Omega`` (Omega skew) of the O(k) orbit, to which the gradient is orthogonal. A
-    replicate stops when ``||grad_W f||_F <= gtol`` (converged), when no step decreases
-    the loss beyond round-off (stalled), or after ``max_iter`` iterations.
+    The Newton direction uses ``|eigenvalues|`` of the Hessian in W and drops the k(k-1)/2
+    gauge directions ``W Omega`` (Omega skew) of the O(k) orbit, to which the gradient is
+    orthogonal (eigenvalues below ``_GAUGE_RTOL`` of the largest). A replicate stops when
+    ``||grad_W f||_F <= gtol`` (converged), when no step decreases the loss beyond
+    round-off (stalled), or after ``max_iter`` iterations.
 
     Returns
     -------
     dict with ``w`` (B, d, k), ``objective`` (B,), ``grad_norm`` (B,), ``n_iter`` (B,)
     and ``converged`` (B,) bool.
     """
-    w = np.array(w0, dtype=float, copy=True)
-    nb, d, k = w.shape
-    f, g = _objective(w, s_plus, t_hat)
-    grad = 2.0 * g @ w
-    gnorm = np.linalg.norm(grad, axis=(-2, -1))
-    n_iter = np.zeros(nb, dtype=np.int64)
-    active = gnorm > gtol
-    for _ in range(max_iter):
-        idx = np.flatnonzero(active)
-        if idx.size == 0:
-            break
-        wa, ga = w[idx], g[idx]
-        h = _hessian_in_a(wa, t_hat[idx], ga)
-        lam, vec = np.linalg.eigh(h)
-        scale = np.abs(lam).max(axis=-1, keepdims=True)
-        keep = np.abs(lam) > _GAUGE_RTOL * scale
-        gv = grad[idx].reshape(idx.size, d * k)
-        coef = np.einsum("bij,bi->bj", vec, gv)
-        coef = np.where(keep, coef / np.where(keep, np.abs(lam), 1.0), 0.0)
-        step = -np.einsum("bij,bj->bi", vec, coef).reshape(idx.size, d, k)
-        slope = np.einsum("bi,bi->b", gv, step.reshape(idx.size, -1))
-        fa = f[idx]
-        t = np.ones(idx.size)
-        accepted = np.zeros(idx.size, dtype=bool)
-        new_w, new_f, new_g = wa.copy(), fa.copy(), ga.copy()
-        for _halving in range(_MAX_HALVINGS):
-            todo = ~accepted
-            if not todo.any():
-                break
-            trial = wa[todo] + t[todo, None, None] * step[todo]
-            ft, gt = _objective(trial, s_plus[idx[todo]], t_hat[idx[todo]])
-            ok = ft <= fa[todo] + 1e-4 * t[todo] * slope[todo] + _ROUNDOFF * (
-                1.0 + np.abs(fa[todo])
-            )
-            pos = np.flatnonzero(todo)[ok]
-            new_w[pos], new_f[pos], new_g[pos] = trial[ok], ft[ok], gt[ok]
-            accepted[pos] = True
-            t[todo] *= 0.5
-        new_grad = 2.0 * new_g @ new_w
-        new_norm = np.linalg.norm(new_grad, axis=(-2, -1))
-        # a step accepted within round-off must still reduce the gradient
-        progress = accepted & ((new_f < fa) | (new_norm < gnorm[idx]))
-        upd = idx[progress]
-        w[upd], f[upd], g[upd] = new_w[progress], new_f[progress], new_g[progress]
-        grad[upd], gnorm[upd] = new_grad[progress], new_norm[progress]
-        n_iter[idx] += 1
-        active[idx[~progress]] = False  # stalled
-        active[upd] = gnorm[upd] > gtol
-    return {
-        "w": w,
-        "objective": f,
-        "grad_norm": gnorm,
-        "n_iter": n_iter,
-        "converged": gnorm <= gtol,
-    }
+    nb, d, k = np.shape(w0)
+
+    def value(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        return _objective(x.reshape(-1, d, k), s_plus[idx], t_hat[idx])[0]
+
+    def derivatives(x: np.ndarray, idx: np.ndarray, hessian: bool) -> tuple:
+        w = x.reshape(-1, d, k)
+        f, g = _objective(w, s_plus[idx], t_hat[idx])
+        grad = (2.0 * g @ w).reshape(len(w), -1)
+        return f, grad, _hessian_in_a(w, t_hat[idx], g) if hessian else None
+
+    res = newton(np.reshape(w0, (nb, d * k)), value, derivatives, gtol, max_iter, _GAUGE_RTOL)
+    return {"w": res.pop("x").reshape(nb, d, k), **res}
 
 
 def spectral_start(s_plus: np.ndarray, t_hat: np.ndarray, k: int) -> np.ndarray:
