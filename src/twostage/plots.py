@@ -29,7 +29,7 @@ import seaborn as sns  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from .cases import get_case  # noqa: E402
-from .config import Point  # noqa: E402
+from .config import Point, study_defaults  # noqa: E402
 from .gchisq import GeneralizedChiSquare  # noqa: E402
 from .stages import grid_axes, series_labels  # noqa: E402
 
@@ -64,7 +64,11 @@ def _grid_x(sample: np.ndarray) -> np.ndarray:
     return np.linspace(max(lo - 0.1 * (hi - lo), 0.0), hi + 0.1 * (hi - lo), 300)
 
 
-def cdf_figure(risk: xr.Dataset, th: xr.Dataset, max_panels: int = 4) -> plt.Figure:
+def cdf_figure(risk: xr.Dataset, th: xr.Dataset, max_panels: int | None = None) -> plt.Figure:
+    """Empirical CDFs at up to ``max_panels`` values of n per alpha (default: the study
+    key ``cdf_panels``'s default) against the limits."""
+    if max_panels is None:
+        max_panels = study_defaults()["cdf_panels"]
     alphas = np.unique(risk["alpha"].values)
     fig, axes = plt.subplots(len(alphas), 3, figsize=(13, 3.6 * len(alphas)), squeeze=False)
     for row, alpha in enumerate(alphas):
@@ -395,7 +399,7 @@ def draw_all(
     risk: xr.Dataset,
     th: xr.Dataset,
     outdir: str | Path,
-    max_panels: int = 4,
+    max_panels: int | None = None,
     reference: dict | None = None,
 ) -> list[Path]:
     """Draw every figure into ``outdir`` (PNG, written atomically); return the paths."""
