@@ -2,24 +2,41 @@
 
 Reference: Tinati & Tu, "On the Asymptotics of Self-Supervised Pre-training: Two-Stage
 M-Estimation and Representation Symmetry", COLT 2026.
+
+The public names are imported on first use (PEP 562), so that a stage script that only
+parses its arguments, or uses one submodule, does not pay for the others' imports.
 """
 
 from __future__ import annotations
 
-from ._version import __version__
-from .api import run_point
-from .cases import REGISTRY, get_case
-from .config import Point, expand_config, load_config, validate_config
-from .gchisq import GeneralizedChiSquare
+import importlib
+from typing import Any
 
-__all__ = [
-    "REGISTRY",
-    "GeneralizedChiSquare",
-    "Point",
-    "__version__",
-    "expand_config",
-    "get_case",
-    "load_config",
-    "run_point",
-    "validate_config",
-]
+from ._version import __version__
+
+#: public name -> submodule defining it
+_LAZY = {
+    "run_point": "api",
+    "REGISTRY": "cases",
+    "get_case": "cases",
+    "Point": "config",
+    "expand_config": "config",
+    "load_config": "config",
+    "validate_config": "config",
+    "GeneralizedChiSquare": "gchisq",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'twostage' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = ["__version__", *_LAZY]

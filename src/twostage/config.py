@@ -24,13 +24,15 @@ from fractions import Fraction
 from functools import cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import yaml
 
 from . import seeding
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    import jsonschema
 
 #: The sample-size keys of a point, besides its population and estimator parameters.
 SAMPLE_SIZE_KEYS = ("n", "alpha")
@@ -77,8 +79,13 @@ def case_keys(case: str, kind: str | None = None) -> list[str]:
     return [key for k in kinds for key in fragment(case)[k].get("properties", {})]
 
 
-def _with_defaults(cls: type) -> type:
-    """A validator class that also fills in each property's ``default``."""
+@lru_cache(maxsize=1)
+def _validator() -> type:
+    """A Draft 2020-12 validator class that also fills in each property's ``default``
+    (jsonschema is imported on first use: stage jobs reading their own files skip it)."""
+    import jsonschema
+
+    cls = jsonschema.Draft202012Validator
     validate_properties = cls.VALIDATORS["properties"]
 
     def set_defaults(validator, properties, instance, sch):  # noqa: ANN001
@@ -99,9 +106,6 @@ def _resolve(ref: str) -> dict[str, Any]:
     for part in ref.removeprefix("#/").split("/"):
         node = node[part]
     return node
-
-
-_Validator = _with_defaults(jsonschema.Draft202012Validator)
 
 
 def _path(error: jsonschema.ValidationError, prefix: str = "", strip: int = 0) -> str:
@@ -151,7 +155,7 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
             f"config must be a mapping of keys to values; got {type(config).__name__}"
         )
     cfg = copy.deepcopy(dict(config))
-    validator = _Validator(schema())
+    validator = _validator()(schema())
     _raise_first(list(validator.iter_errors(cfg)))
     for name, study in cfg["studies"].items():
         # Expanding validates every point's parameters (grid values included).
@@ -289,12 +293,15 @@ class Point:
         )
 
     @classmethod
-    def from_json(cls, text: str) -> Point:
-        """The point a stage output or ``--point`` describes, validated like a config."""
+    def from_json(cls, text: str, trusted: bool = False) -> Point:
+        """The point a stage output or ``--point`` describes, validated like a config;
+        ``trusted``: written by twostage itself (a stage file's attribute), taken as is."""
         try:
             d = json.loads(text)
             if not isinstance(d, dict):
                 raise TypeError("not a JSON object")
+            if trusted:
+                return cls(**d)
             study, case = d.pop("study"), d.pop("case")
             replicates = d.pop("replicates")
             spec = {"case": case, "replicates": replicates, **d}
@@ -332,7 +339,7 @@ def expand_study(name: str, study: Mapping[str, Any], prefix: str | None = None)
     prefix = f"studies.{name}" if prefix is None else prefix
     study = copy.deepcopy(dict(study))
     # Fill defaults (and validate) a study given without them (e.g. from run_point).
-    _raise_first(list(_Validator(schema()).iter_errors({"studies": {name: study}})), prefix, 2)
+    _raise_first(list(_validator()(schema()).iter_errors({"studies": {name: study}})), prefix, 2)
     case_name = study["case"]
     case = get_case(case_name)
     grid = study["grid"]
@@ -360,14 +367,14 @@ def expand_study(name: str, study: Mapping[str, Any], prefix: str | None = None)
 
         for kind in KINDS:
             sub = {**schema()["$defs"][f"{case_name}_{kind}"], "$defs": schema()["$defs"]}
-            errs = list(_Validator(sub).iter_errors(parts[kind]))
+            errs = list(_validator()(sub).iter_errors(parts[kind]))
             if errs:
                 path = errs[0].absolute_path
                 bad = str(path[0]) if path else None
                 _raise_first(errs, where(bad).rsplit(".", 1)[0] if bad else f"{prefix}.{kind}")
             parts[kind] = _normalise(case_name, kind, parts[kind])
         for key in SAMPLE_SIZE_KEYS:
-            errs = list(_Validator(sizes_schema[key]).iter_errors(parts["sizes"][key]))
+            errs = list(_validator()(sizes_schema[key]).iter_errors(parts["sizes"][key]))
             if errs:
                 _raise_first(errs, where(key))
         n, alpha = int(parts["sizes"]["n"]), float(parts["sizes"]["alpha"])
@@ -415,5 +422,5 @@ def study_defaults() -> dict[str, Any]:
 def study_settings(study: Mapping[str, Any]) -> dict[str, Any]:
     """The aggregation/figure settings of a study, defaults filled in."""
     study = copy.deepcopy(dict(study))
-    list(_Validator(schema()).iter_errors({"studies": {"s": study}}))
+    list(_validator()(schema()).iter_errors({"studies": {"s": study}}))
     return {k: study[k] for k in SETTINGS}

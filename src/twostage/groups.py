@@ -8,7 +8,6 @@ predictor is invariant under the group); alignment serves parameter-level diagno
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 
 def procrustes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -126,6 +125,8 @@ class PermutationGroup:
         g : ndarray of shape (R, K, K), permutation matrices
         distance : ndarray of shape (R,), ``||aligned - target||_F``, the quotient distance
         """
+        from scipy.optimize import linear_sum_assignment
+
         rep = np.asarray(rep, dtype=float)
         target = np.asarray(target, dtype=float)
         cost = np.sum((rep[:, :, None, :] - target[None, None]) ** 2, axis=-1)

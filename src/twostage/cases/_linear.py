@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy import stats
 
 from ..linalg import pinv_psd, sym
 from ._base import Variables
@@ -29,22 +28,32 @@ C, F, F_ = "component", "feature", "feature_"
 def covariance_draws(
     sigma_x: np.ndarray, size: int, rngs: Sequence[np.random.Generator]
 ) -> np.ndarray:
-    """Uncentred sample covariances of ``size`` draws of N(0, Sigma_x), one per generator:
-    exact ``W_d(Sigma_x, size) / size`` by the Bartlett decomposition (scipy) when
-    ``size >= d``, else the ``size`` Gaussian rows themselves (a singular Wishart);
-    shape (R, d, d). The cost does not grow with ``size``."""
+    """Uncentred sample covariances of ``size`` draws of N(0, Sigma_x), one per generator,
+    shape (R, d, d): exact ``W_d(Sigma_x, size) / size`` by the Bartlett decomposition
+    ``L A A^T L^T`` (L the Cholesky factor of Sigma_x; A lower triangular with
+    ``A_ii^2 ~ chi2(size - i)``, i = 0..d-1, and standard normal entries below the diagonal)
+    when ``size >= d``, else the ``size`` Gaussian rows themselves (a singular Wishart).
+    Each replicate draws its d chi-squares, then its d(d-1)/2 normals, from its own
+    generator; the products run batched. The cost does not grow with ``size``."""
     d = sigma_x.shape[0]
-    s = np.empty((len(rngs), d, d))
-    if size >= d:
-        wishart = stats.wishart(df=size, scale=sigma_x)
+    chol = np.linalg.cholesky(sigma_x)
+    identity = np.array_equal(sigma_x, np.eye(d))
+    if size < d:
+        s = np.empty((len(rngs), d, d))
         for i, rng in enumerate(rngs):
-            s[i] = wishart.rvs(random_state=rng) / size
-    else:
-        chol = np.linalg.cholesky(sigma_x)
-        for i, rng in enumerate(rngs):
-            z = rng.standard_normal((size, d)) @ chol.T
+            z = rng.standard_normal((size, d))
+            z = z if identity else z @ chol.T
             s[i] = z.T @ z / size
-    return s
+        return s
+    rows, cols = np.tril_indices(d, -1)
+    a = np.zeros((len(rngs), d, d))
+    dof = size - np.arange(d)
+    for i, rng in enumerate(rngs):
+        a[i, np.arange(d), np.arange(d)] = np.sqrt(rng.chisquare(dof))
+        a[i, rows, cols] = rng.standard_normal(len(rows))
+    if not identity:
+        a = chol @ a
+    return sym(a @ np.swapaxes(a, -1, -2)) / size
 
 
 def isotropic_design(

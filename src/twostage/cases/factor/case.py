@@ -18,7 +18,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy import stats
 
 from ...errors import ConfigError
 from ...groups import OrthogonalGroup, random_orthogonal
@@ -129,6 +128,8 @@ class FactorModel(CaseStudy):
         d, k = int(params["d"]), int(params["k"])
         strengths = np.asarray(params["factor_strengths"], dtype=float)
         if params["loadings"] == "random":
+            from scipy import stats
+
             u1 = stats.ortho_group.rvs(d, random_state=rng)[:, :k] if d > 1 else np.eye(1)
             v = random_orthogonal(k, rng)
         else:

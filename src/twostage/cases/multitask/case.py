@@ -21,7 +21,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy import stats
 
 from ...errors import ConfigError
 from ...groups import OrthogonalGroup
@@ -175,6 +174,8 @@ class MultiTask(CaseStudy):
     def truth(self, population: Mapping[str, Any], rng: np.random.Generator) -> Variables:
         d, k = int(population["d"]), int(population["k"])
         if population["subspace"] == "random":
+            from scipy import stats
+
             b = stats.ortho_group.rvs(d, random_state=rng)[:, :k]
         else:
             b = np.eye(d)[:, :k]

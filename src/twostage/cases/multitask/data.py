@@ -20,7 +20,6 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
-from scipy.fft import dct
 
 #: Rows drawn and accumulated at once; fixed, so that the draws do not depend on it
 #: changing between runs (never change it: results depend on it).
@@ -31,6 +30,8 @@ def diverse_tasks(n_tasks: int, k: int, diversity: float) -> np.ndarray:
     """Deterministic tasks Theta (T x k) with ``(1/T) Theta^T Theta = diag(lambda)``,
     ``lambda_i = diversity^((i-1)/(k-1))``: ``Theta = sqrt(T) Q diag(lambda)^{1/2}`` with Q
     the first k columns of the orthonormal DCT-II basis of R^T (requires T >= k)."""
+    from scipy.fft import dct
+
     q = dct(np.eye(n_tasks), type=2, norm="ortho", axis=0).T[:, :k]
     lam = diversity ** (np.arange(k) / max(k - 1, 1))
     return np.sqrt(n_tasks) * q * np.sqrt(lam)
