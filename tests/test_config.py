@@ -33,7 +33,9 @@ def test_defaults_filled_and_points_expanded():
     cfg = validate_config(BASE)
     study = cfg["studies"]["s"]
     assert (
-        study["shard_size"] == 500 and study["sampling"] == "sufficient" and study["seed"] == 20260
+        study["shard_size"] == "auto"
+        and study["sampling"] == "sufficient"
+        and study["seed"] == 20260
     )
     points = expand_study("s", study)
     assert [p.n for p in points] == [100, 200] and [p.m for p in points] == [200, 400]
@@ -152,3 +154,24 @@ def test_case_keys_are_unique_across_kinds_and_sizes():
         pop, est = case_keys(case, "population"), case_keys(case, "estimator")
         assert not set(pop) & set(est), case
         assert not (set(pop) | set(est)) & {*SAMPLE_SIZE_KEYS, "m"}, case
+
+
+def test_auto_shard_size_follows_the_cost_model_and_target():
+    """shard_size: auto gives about target_job_seconds of work to the costliest shard job
+    (rounded down to 1, 2 or 5 times a power of ten); a longer target, larger shards."""
+    from twostage.costs import SHARD_RULES, predict
+
+    study = {**BASE["studies"]["s"], "replicates": 100_000}
+    short = expand_study("s", {**study, "target_job_seconds": 5.0})
+    long = expand_study("s", {**study, "target_job_seconds": 500.0})
+    for p, q in zip(short, long, strict=True):
+        assert 1 <= p.shard_size < q.shard_size
+        work = max(predict(p, r, p.shard_size)[0] - predict(p, r, 0)[0] for r in SHARD_RULES)
+        assert work <= 5.0 and str(p.shard_size).strip("0") in ("1", "2", "5")
+    run_default = expand_study("s", study, target_job_seconds=50.0)
+    assert (
+        run_default[0].shard_size
+        == expand_study("s", {**study, "target_job_seconds": 50.0})[0].shard_size
+    )
+    with pytest.raises(ConfigError, match="studies.s.shard_size"):
+        validate_config(with_("studies.s.shard_size", "big"))

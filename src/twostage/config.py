@@ -15,6 +15,7 @@ sizes** ``n`` and ``alpha`` (``m = floor(alpha n)``).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import json
 import math
@@ -326,13 +327,21 @@ def _kind_of(case: str, key: str) -> str:
     raise ConfigError(f"{key!r} is not a parameter of case {case!r}")  # schema catches it first
 
 
-def expand_study(name: str, study: Mapping[str, Any], prefix: str | None = None) -> list[Point]:
+def expand_study(
+    name: str,
+    study: Mapping[str, Any],
+    prefix: str | None = None,
+    target_job_seconds: float | None = None,
+) -> list[Point]:
     """Every combination of the study's grid lists, as :class:`Point` objects.
 
     The order of points is the order of the grid (first key slowest); their ids and seeds
     do not depend on that order. Every point is validated: grid values against the case's
     fragment, the case's cross-key checks, and m = floor(alpha n) >= 1; errors name the key
-    as written (``studies.<name>.grid.d``, ``studies.<name>.population.k``).
+    as written (``studies.<name>.grid.d``, ``studies.<name>.population.k``). With
+    ``shard_size: auto`` each point's shard size comes from the cost model
+    (:func:`twostage.costs.auto_shard_size`) for the study's ``target_job_seconds``, else
+    ``target_job_seconds`` (the run's default), else the schema's default.
     """
     from .cases import get_case
 
@@ -384,20 +393,27 @@ def expand_study(name: str, study: Mapping[str, Any], prefix: str | None = None)
                 f"invalid config key '{where('alpha')}': alpha * n must be >= 1 "
                 f"(got alpha={alpha}, n={n})"
             )
-        points.append(
-            Point(
-                study=name,
-                case=case_name,
-                sampling=study["sampling"],
-                population=parts["population"],
-                estimator=parts["estimator"],
-                n=n,
-                alpha=alpha,
-                seed=study["seed"],
-                replicates=study["replicates"],
-                shard_size=study["shard_size"],
-            )
+        point = Point(
+            study=name,
+            case=case_name,
+            sampling=study["sampling"],
+            population=parts["population"],
+            estimator=parts["estimator"],
+            n=n,
+            alpha=alpha,
+            seed=study["seed"],
+            replicates=study["replicates"],
+            shard_size=0 if study["shard_size"] == "auto" else study["shard_size"],
         )
+        if study["shard_size"] == "auto" and point.replicates:
+            from .costs import auto_shard_size
+
+            target = study["target_job_seconds"] or target_job_seconds
+            if target is None:
+                target = schema()["properties"]["target_job_seconds"]["default"]
+            size = auto_shard_size(point, float(target))
+            point = dataclasses.replace(point, shard_size=size)
+        points.append(point)
     ids = [p.point_id for p in points]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"invalid config key '{prefix}.grid': two grid points are identical")
@@ -406,7 +422,11 @@ def expand_study(name: str, study: Mapping[str, Any], prefix: str | None = None)
 
 def expand_config(config: Mapping[str, Any]) -> dict[str, list[Point]]:
     """Points of every study of a validated configuration."""
-    return {name: expand_study(name, study) for name, study in config["studies"].items()}
+    target = config.get("target_job_seconds")
+    return {
+        name: expand_study(name, study, target_job_seconds=target)
+        for name, study in config["studies"].items()
+    }
 
 
 #: Study keys used only by the aggregation and figures (not part of any point).

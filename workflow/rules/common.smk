@@ -5,12 +5,10 @@ import math
 import os
 from pathlib import Path
 
-import yaml
-
 from snakemake.utils import validate
 
-from twostage.cases import costs, get_case
 from twostage.config import expand_config, study_settings, validate_config
+from twostage.costs import predict
 from twostage.errors import ConfigError
 from twostage.plots import FIGURES
 
@@ -113,39 +111,28 @@ def all_figures():
 
 
 # ---------------------------------------------------------------- cluster resources
-# Per-rule costs measured from the rules' benchmark files (defaults in
-# workflow/resources.yaml, each case's own in twostage/cases/<case>/costs.yaml); a job asks
-# for SAFETY times the predicted need (twice that on a retry), at least MIN_RUNTIME.
-with open(Path(workflow.basedir) / "workflow" / "resources.yaml") as _fh:
-    COSTS = yaml.safe_load(_fh)
+# Predicted from the cost model (twostage.costs: per-rule costs measured from the rules'
+# benchmark files, defaults in twostage/data/costs.yaml, each case's own in
+# twostage/cases/<case>/costs.yaml); a job asks for SAFETY times the predicted need (twice
+# that on a retry), at least MIN_RUNTIME minutes.
 SAFETY, MIN_RUNTIME = 3.0, 5
 
 
-def _cost(rule, wildcards):
-    first = POINTS[wildcards.study][0]
-    cost = {**COSTS["default"][rule], **costs(first.case).get(rule, {})}
+def _need(rule, wildcards):
     if hasattr(wildcards, "shard"):
         point = _point(wildcards)
         start, stop = point.shard_range(int(wildcards.shard))
-        reps = stop - start
-        d = int(point.population.get("d", 1))
-        # cost terms that grow with m (EM), m d^4 (spectral: the statistic T_hat) or d^4
-        cost["per_replicate_s"] += cost.get("per_replicate_m_s", 0.0) * point.m
-        cost["per_replicate_s"] += cost.get("per_replicate_m_d4_s", 0.0) * point.m * d**4
-        cost["per_replicate_mb"] += cost.get("per_replicate_d4_mb", 0.0) * d**4
-        if point.sampling == "raw" and get_case(point.case).stores_data:
-            cost["per_replicate_mb"] += 24 * (point.m + point.n) * d / 2**20
-    elif hasattr(wildcards, "point"):
-        reps = 0
-    else:  # study-level rules see every replicate of every point
-        reps = sum(p.replicates for p in POINTS[wildcards.study])
-    return cost, reps
+        return predict(point, rule, stop - start)
+    if hasattr(wildcards, "point"):
+        return predict(_point(wildcards), rule, 0)
+    # study-level rules see every replicate of every point
+    points = POINTS[wildcards.study]
+    return predict(points[0], rule, sum(p.replicates for p in points))
 
 
 def runtime_minutes(rule):
     def runtime(wildcards, attempt):
-        cost, reps = _cost(rule, wildcards)
-        seconds = cost["base_s"] + cost["per_replicate_s"] * reps
+        seconds, _ = _need(rule, wildcards)
         return max(MIN_RUNTIME, math.ceil(SAFETY * attempt * seconds / 60))
 
     return runtime
@@ -153,8 +140,7 @@ def runtime_minutes(rule):
 
 def memory_mb(rule):
     def memory(wildcards, attempt):
-        cost, reps = _cost(rule, wildcards)
-        mb = cost["base_mb"] + cost["per_replicate_mb"] * reps
+        _, mb = _need(rule, wildcards)
         return math.ceil(SAFETY * attempt * mb)
 
     return memory

@@ -1,0 +1,77 @@
+"""The cost model of the stage jobs: seconds and megabytes per job, from the per-rule costs
+measured on the rules' ``benchmark:`` files (defaults in ``twostage/data/costs.yaml``,
+each case's own in ``twostage/cases/<case>/costs.yaml``). It sizes the shards of studies
+with ``shard_size: auto`` (about ``target_job_seconds`` of work per job) and the cluster
+resource requests of every rule (``workflow/rules/common.smk``)."""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+#: The rules that run once per shard (their cost grows with the shard's replicates).
+SHARD_RULES = ("simulate", "pretrain", "align", "downstream")
+#: Largest predicted memory of a shard job when sizing shards automatically (MB).
+SHARD_MEMORY_MB = 1500.0
+
+
+@cache
+def _defaults() -> dict[str, Any]:
+    path = resources.files("twostage") / "data" / "costs.yaml"
+    return yaml.safe_load(path.read_text())["default"]
+
+
+def rule_cost(point: Any, rule: str) -> dict[str, float]:
+    """``base_s``, ``per_replicate_s``, ``base_mb``, ``per_replicate_mb`` of ``rule`` at a
+    point, the m- and d-dependent terms of the case's cost model applied."""
+    from .cases import costs, get_case
+
+    cost = {**_defaults()[rule], **costs(point.case).get(rule, {})}
+    m, d = point.m, int(point.population.get("d", 1))
+    per = cost["per_replicate_s"]
+    per += cost.get("per_replicate_m_s", 0.0) * m
+    per += cost.get("per_replicate_m_d2_s", 0.0) * m * d**2
+    per += cost.get("per_replicate_m_d4_s", 0.0) * m * d**4
+    mb = cost["per_replicate_mb"] + cost.get("per_replicate_d4_mb", 0.0) * d**4
+    if rule in SHARD_RULES and point.sampling == "raw" and get_case(point.case).stores_data:
+        mb += 24 * (point.m + point.n) * d / 2**20  # the samples themselves
+    return {
+        "base_s": float(cost["base_s"]),
+        "per_replicate_s": float(per),
+        "base_mb": float(cost["base_mb"]),
+        "per_replicate_mb": float(mb),
+    }
+
+
+def predict(point: Any, rule: str, replicates: int) -> tuple[float, float]:
+    """Predicted (seconds, megabytes) of a job of ``rule`` over ``replicates`` replicates."""
+    c = rule_cost(point, rule)
+    return (
+        c["base_s"] + c["per_replicate_s"] * replicates,
+        c["base_mb"] + c["per_replicate_mb"] * replicates,
+    )
+
+
+def _round_down(x: float) -> int:
+    """The largest of 1, 2, 5, 10, 20, 50, ... not above x (at least 1): shard sizes stay
+    put when a measured cost moves a little."""
+    if x < 1:
+        return 1
+    power = 10 ** math.floor(math.log10(x))
+    return int(max(step * power for step in (1, 2, 5) if step * power <= x))
+
+
+def auto_shard_size(point: Any, target_seconds: float) -> int:
+    """Replicates per shard so that the costliest shard job does about ``target_seconds`` of
+    work (its start-up excluded) and stays within :data:`SHARD_MEMORY_MB`."""
+    per_s = max(rule_cost(point, rule)["per_replicate_s"] for rule in SHARD_RULES)
+    size = target_seconds / max(per_s, 1e-9)
+    for rule in SHARD_RULES:
+        c = rule_cost(point, rule)
+        if c["per_replicate_mb"] > 0:
+            size = min(size, (SHARD_MEMORY_MB - c["base_mb"]) / c["per_replicate_mb"])
+    return _round_down(size)
