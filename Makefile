@@ -8,13 +8,14 @@ BIN    := $(CURDIR)/$(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run test lint figures clean help
+.PHONY: run test lint figures bench clean help
 
 help:
 	@echo "make run    - install into $(VENV) and run the default study (config/config.yaml)"
 	@echo "make test   - install into $(VENV) and run the test suite"
 	@echo "make lint   - ruff and snakemake --lint"
 	@echo "make figures - redraw figures from results/*/{risk,theory}.nc only"
+	@echo "make bench  - speed of every case against a naive loop and the floor (benchmarks/run.py)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -37,6 +38,9 @@ test: $(STAMP)
 
 figures: $(STAMP)
 	$(BIN)/snakemake figures --cores all
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src scripts tests

@@ -87,3 +87,19 @@ def test_spectral_n_starts_twins_share_truth_and_data():
     o1 = stages.pretrain(s1)["objective"].values
     o3 = stages.pretrain(s2)["objective"].values
     assert (o3 <= o1 + 1e-12).all()
+
+
+def test_streams_are_the_documented_seed_sequences():
+    """stream(...) is Generator(PCG64(SeedSequence([stage_id, replicate, *words, seed])))
+    exactly (the fast uint32-array path gives the same draws), also for extreme values."""
+    import numpy as np
+
+    from twostage.seeding import STREAMS
+
+    w = digest_words({"b": 2})
+    for rep, seed in ((0, 0), (7, 2**32 - 1), (2**31, 5), (2**32 + 3, 1)):
+        ref = np.random.Generator(
+            np.random.PCG64(np.random.SeedSequence([STREAMS["downstream_data"], rep, *w, seed]))
+        )
+        got = stream("downstream_data", rep, w, seed)
+        assert np.array_equal(ref.standard_normal(8), got.standard_normal(8))

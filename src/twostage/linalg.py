@@ -37,12 +37,14 @@ def pinv_psd(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (v * inv[..., None, :]) @ np.swapaxes(v, -1, -2), keep.sum(axis=-1)
 
 
-def eigh_descending(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def eigh_descending(a: np.ndarray, top: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Eigen-decomposition of symmetric matrices with eigenvalues in decreasing order and a
     deterministic sign: the largest-magnitude entry of every eigenvector is positive
-    (the convention of scikit-learn's ``svd_flip``)."""
+    (the convention of scikit-learn's ``svd_flip``). With ``top``, only the ``top``
+    leading eigenvectors are returned (all eigenvalues are)."""
     w, v = np.linalg.eigh(sym(a))
-    w, v = w[..., ::-1], v[..., ::-1]
+    w = w[..., ::-1]
+    v = v[..., ::-1] if top is None else v[..., : -top - 1 : -1]
     idx = np.argmax(np.abs(v), axis=-2)[..., None, :]
     signs = np.sign(np.take_along_axis(v, idx, axis=-2))
     signs[signs == 0] = 1.0

@@ -46,14 +46,20 @@ def covariance_draws(
             s[i] = z.T @ z / size
         return s
     rows, cols = np.tril_indices(d, -1)
-    a = np.zeros((len(rngs), d, d))
     dof = size - np.arange(d)
-    for i, rng in enumerate(rngs):
-        a[i, np.arange(d), np.arange(d)] = np.sqrt(rng.chisquare(dof))
-        a[i, rows, cols] = rng.standard_normal(len(rows))
+    chi = np.empty((len(rngs), d))
+    normal = np.empty((len(rngs), len(rows)))
+    for i, rng in enumerate(rngs):  # per replicate, from its own stream: d + d(d-1)/2 draws
+        chi[i] = rng.chisquare(dof)
+        normal[i] = rng.standard_normal(len(rows))
+    a = np.zeros((len(rngs), d, d))
+    a[:, np.arange(d), np.arange(d)] = np.sqrt(chi)
+    a[:, rows, cols] = normal
     if not identity:
         a = chol @ a
-    return sym(a @ np.swapaxes(a, -1, -2)) / size
+    s = a @ np.swapaxes(a, -1, -2)
+    s /= size
+    return s
 
 
 def isotropic_design(

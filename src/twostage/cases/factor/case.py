@@ -31,11 +31,12 @@ F, C, F_ = "feature", "component", "feature_"
 
 
 def features(rep: np.ndarray) -> np.ndarray:
-    """Feature matrices ``F = A^T (I + A A^T)^{-1}``, shape (..., k, d), from
-    representatives of shape (..., d, k)."""
-    d = rep.shape[-2]
-    m = rep @ np.swapaxes(rep, -1, -2)
-    return np.swapaxes(np.linalg.solve(np.eye(d) + m, rep), -1, -2)
+    """Feature matrices ``F = A^T (I_d + A A^T)^{-1} = (I_k + A^T A)^{-1} A^T`` (the
+    push-through identity: a k x k solve), shape (..., k, d), from representatives of shape
+    (..., d, k)."""
+    k = rep.shape[-1]
+    rep_t = np.swapaxes(rep, -1, -2)
+    return np.linalg.solve(np.eye(k) + rep_t @ rep, rep_t)
 
 
 def population_residual(
@@ -196,8 +197,8 @@ class FactorModel(CaseStudy):
         rngs: Sequence[np.random.Generator],
     ) -> Variables:
         k = truth["A"].shape[1]
-        lam, vec = eigh_descending(design_covariance(data, "pre"))
-        lam, u = lam[:, :k], vec[:, :, :k]
+        lam, u = eigh_descending(design_covariance(data, "pre"), top=k)
+        lam = lam[:, :k]
         scale = np.clip(lam - 1.0, 0.0, None)
         rep = u * np.sqrt(scale)[:, None, :]
         return {
