@@ -17,23 +17,40 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
+from .cases import get_case
+from .config import Point, study_defaults
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-import xarray as xr  # noqa: E402
-
-from .cases import get_case  # noqa: E402
-from .config import Point, study_defaults  # noqa: E402
-from .gchisq import GeneralizedChiSquare  # noqa: E402
-from .stages import grid_axes, series_labels  # noqa: E402
+if TYPE_CHECKING:
+    import xarray as xr
 
 FIGURES = ("cdf", "convergence", "closed_forms", "diagnostics", "means")
+#: matplotlib.pyplot, pandas and seaborn, imported on the first drawing call (the
+#: workflow imports this module for FIGURES without drawing anything)
+plt: Any = None
+pd: Any = None
+sns: Any = None
+GeneralizedChiSquare: Any = None
+
+
+def _backend() -> None:
+    global plt, pd, sns, GeneralizedChiSquare
+    if plt is None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as _plt
+        import pandas as _pd
+        import seaborn as _sns
+
+        from .gchisq import GeneralizedChiSquare as _gchisq
+
+        plt, pd, sns, GeneralizedChiSquare = _plt, _pd, _sns, _gchisq
+
+
 TERMS = (
     ("scaled_excess_risk", "total  n(R - σ²)"),
     ("n_rep", "pre-training  n·Rep"),
@@ -64,9 +81,10 @@ def _grid_x(sample: np.ndarray) -> np.ndarray:
     return np.linspace(max(lo - 0.1 * (hi - lo), 0.0), hi + 0.1 * (hi - lo), 300)
 
 
-def cdf_figure(risk: xr.Dataset, th: xr.Dataset, max_panels: int | None = None) -> plt.Figure:
+def cdf_figure(risk: xr.Dataset, th: xr.Dataset, max_panels: int | None = None) -> Any:
     """Empirical CDFs at up to ``max_panels`` values of n per alpha (default: the study
     key ``cdf_panels``'s default) against the limits."""
+    _backend()
     if max_panels is None:
         max_panels = study_defaults()["cdf_panels"]
     alphas = np.unique(risk["alpha"].values)
@@ -98,7 +116,8 @@ def cdf_figure(risk: xr.Dataset, th: xr.Dataset, max_panels: int | None = None) 
     return fig
 
 
-def convergence_figure(risk: xr.Dataset, reference: dict | None = None) -> plt.Figure:
+def convergence_figure(risk: xr.Dataset, reference: dict | None = None) -> Any:
+    _backend()
     rows = []
     for i in range(risk.sizes["point"]):
         for metric, var in (
@@ -152,8 +171,9 @@ def convergence_figure(risk: xr.Dataset, reference: dict | None = None) -> plt.F
     return fig
 
 
-def closed_forms_figure(risk: xr.Dataset, th: xr.Dataset) -> plt.Figure:
+def closed_forms_figure(risk: xr.Dataset, th: xr.Dataset) -> Any:
     """m Rep against the numerical limit and the case's declared closed forms."""
+    _backend()
     declared = get_case(str(risk.attrs["case"])).outputs.closed_forms
     forms = {"numerical": ("limit_weights", "numerical limit")}
     forms.update({f.name: (f.variable, f.label) for f in declared})
@@ -196,9 +216,10 @@ def closed_forms_figure(risk: xr.Dataset, th: xr.Dataset) -> plt.Figure:
     return fig
 
 
-def diagnostics_figure(risk: xr.Dataset, th: xr.Dataset) -> plt.Figure:
+def diagnostics_figure(risk: xr.Dataset, th: xr.Dataset) -> Any:
     """Parameter-level laws of the case's declared diagnostics, per-entry variances of its
     multi-dimensional diagnostics against their predictions, and the orbit invariance."""
+    _backend()
     outputs = get_case(str(risk.attrs["case"])).outputs
     laws = [v for v in outputs.with_laws if v.name in risk]
     entries = [v for v in outputs.entries if f"entry_var_{v.name}" in risk]
@@ -289,10 +310,11 @@ def _declared_curves(
             ax.plot(x, y, ls=(":", "-.", "--")[i % 3], color="0.4", lw=1.3, label=label)
 
 
-def sweep_figure(sw: xr.Dataset, reference: dict | None = None) -> plt.Figure:
+def sweep_figure(sw: xr.Dataset, reference: dict | None = None) -> Any:
     """E||L(Z)||^2 against the swept parameter, one series per combination of the other
     varying parameters, with the fitted curves (R^2), the case's closed forms and the
     published bounds it declares."""
+    _backend()
     fig, ax = plt.subplots(figsize=(7.5, 5.0))
     x, y = sw["x"].values, sw["mean_L2"].values
     name = sw.attrs.get("swept", "x")
@@ -339,11 +361,14 @@ def sweep_figure(sw: xr.Dataset, reference: dict | None = None) -> plt.Figure:
     return fig
 
 
-def means_figure(risk: xr.Dataset, th: xr.Dataset) -> plt.Figure:
+def means_figure(risk: xr.Dataset, th: xr.Dataset) -> Any:
     """Mean m Rep (±2 s.e.) against the swept parameter (m for a sample-size sweep), one
     series per combination of the other swept parameters, beside E||L(Z)||^2 of the limit
     at each point, the case's closed forms and its declared bounds."""
-    points = [Point.from_json(str(text)) for text in risk["point_json"].values]
+    _backend()
+    from .stages import grid_axes, series_labels
+
+    points = [Point.from_json(str(text), trusted=True) for text in risk["point_json"].values]
     numeric, others = grid_axes(points)
     sizes = ("n", "alpha", "m")
     candidates = [k for k in numeric if k not in sizes]
@@ -382,6 +407,7 @@ def means_figure(risk: xr.Dataset, th: xr.Dataset) -> plt.Figure:
 
 
 def draw_sweep(sw: xr.Dataset, outdir: str | Path, reference: dict | None = None) -> list[Path]:
+    _backend()
     from .io import atomic_path
 
     outdir = Path(outdir)
@@ -403,6 +429,7 @@ def draw_all(
     reference: dict | None = None,
 ) -> list[Path]:
     """Draw every figure into ``outdir`` (PNG, written atomically); return the paths."""
+    _backend()
     from .io import atomic_path
 
     outdir = Path(outdir)
