@@ -18,6 +18,10 @@ from .errors import InputFileError
 
 ENGINE = "h5netcdf"
 COMPRESSION = {"zlib": True, "complevel": 4, "shuffle": True}
+#: The files kept for the long term (aggregated results, limits) are compressed; the
+#: per-shard intermediates are not: on float64 Monte Carlo values lossless compression
+#: saved 6% of the size at 14x the write time (1000 x 50 x 50 doubles: 0.55 s vs 0.04 s).
+COMPRESSED_STAGES = ("theory", "risk", "theory_summary", "sweep")
 STAGES = (
     "simulate",
     "pretrain",
@@ -60,7 +64,9 @@ def provenance(stage: str) -> dict[str, str]:
     }
 
 
-def _encoding(ds: xr.Dataset) -> dict[str, dict]:
+def _encoding(ds: xr.Dataset, stage: str) -> dict[str, dict]:
+    if stage not in COMPRESSED_STAGES:
+        return {}
     enc = {}
     for name, var in ds.variables.items():
         if var.ndim > 0 and var.dtype.kind in "fiub":
@@ -93,10 +99,10 @@ def write_dataset(ds: xr.Dataset, path: str | os.PathLike, stage: str) -> Path:
     only once complete, so a killed job never leaves a file that looks valid.
     """
     path = Path(path)
-    out = ds.copy()
+    out = ds.copy(deep=False)
     out.attrs = {**ds.attrs, **provenance(stage)}
     with atomic_path(path) as tmp:
-        out.to_netcdf(tmp, engine=ENGINE, encoding=_encoding(out))
+        out.to_netcdf(tmp, engine=ENGINE, encoding=_encoding(out, stage))
     return path
 
 
