@@ -24,6 +24,7 @@ from twostage.api import study_spec
 from twostage.cases import fragment
 from twostage.cases._base import arrays
 from twostage.cases.gmm import CASE
+from twostage.cases.gmm import em as em_module
 from twostage.cases.gmm.em import em
 from twostage.cases.gmm.features import (
     embed_theta,
@@ -33,8 +34,20 @@ from twostage.cases.gmm.features import (
     reduce_theta,
     responsibilities,
 )
-from twostage.cases.gmm.population import population, population_fit
-from twostage.cases.gmm.theory import _g_l, finite_difference_gram, residual_derivative_gram
+from twostage.cases.gmm.population import (
+    FISHER,
+    clear_fit_cache,
+    population,
+    population_fit,
+    relabelled_population_fit,
+    stratified_sample,
+)
+from twostage.cases.gmm.theory import (
+    _g_l,
+    finite_difference_gram,
+    fisher_sums,
+    residual_derivative_gram,
+)
 from twostage.config import expand_study
 from twostage.errors import ConfigError
 from twostage.gchisq import GeneralizedChiSquare
@@ -223,6 +236,66 @@ def test_batched_em_matches_a_reference_em_replicate_by_replicate():
     np.testing.assert_allclose(capped["centers"][0], reference_em(x[0], init[0], 0.0, 3)[0])
 
 
+def test_em_results_do_not_depend_on_the_batch(monkeypatch):
+    """A replicate's EM output is bitwise the same whatever other replicates share the call
+    (subsets, another order, alone) and however they are grouped (groups of 1, 3 or all
+    replicates), with chunks of at most 256 rows (4 per replicate) and replicates stopping
+    at different iterations."""
+    tr = truth(params(**SMALL))
+    r, m = 8, 1000
+    x = CASE.sample(tr, m, streams("pretrain_data", r), "pretrain", "raw")["x_pre"][1]
+    scales = np.linspace(0.01, 1.5, r)
+    init = tr["centers"] + scales[:, None, None] * np.random.default_rng(3).standard_normal(
+        (r, 3, 6)
+    )
+    monkeypatch.setattr(em_module, "CHUNK_ROWS", 256)
+    monkeypatch.setattr(em_module, "GROUP_POINTS", m)
+    whole = em(x, init, 1e-10, 1000)
+    assert whole["converged"].all() and len(np.unique(whole["n_iter"])) > 1
+    runs = []
+    for points in (3 * m, r * m):
+        monkeypatch.setattr(em_module, "GROUP_POINTS", points)
+        runs.append((np.arange(r), em(x, init, 1e-10, 1000)))
+    rng = np.random.default_rng(0)
+    for sub in (rng.permutation(r)[:3], rng.permutation(r), np.array([5])):
+        runs.append((sub, em(x[sub], init[sub], 1e-10, 1000)))
+    for sub, out in runs:
+        for key, val in whole.items():
+            np.testing.assert_array_equal(out[key], val[sub], err_msg=key)
+
+
+def test_em_falls_back_to_the_max_shifted_form_where_the_reference_overflows(monkeypatch):
+    """With centres 40 e_i the logit differences to the first centre (about 1600 nats on the
+    points of the other components) overflow the reference form: those replicates'
+    iterations are redone in the max-shifted form. The result matches the reference EM, and
+    a replicate without overflow in the same batch is unaffected (bitwise its result
+    alone)."""
+    far = truth(params(K=3, d=6, separation=40.0))
+    near = truth(params(**SMALL))
+    m = 600
+    x = np.concatenate(
+        [
+            CASE.sample(far, m, streams("pretrain_data", 2), "pretrain", "raw")["x_pre"][1],
+            CASE.sample(near, m, streams("pretrain_data", 1, 5), "pretrain", "raw")["x_pre"][1],
+        ]
+    )
+    centers = np.stack([far["centers"], far["centers"], near["centers"]])
+    init = centers + 0.5 * np.random.default_rng(4).standard_normal((3, 3, 6))
+    calls = []
+    shifted = em_module._shifted
+    monkeypatch.setattr(em_module, "_shifted", lambda u, xc: calls.append(len(u)) or shifted(u, xc))
+    out = em(x, init, 1e-12, 1000)
+    assert calls and out["converged"].all() and out["monotone"].all()
+    for i in range(3):
+        u, ll, it, conv = reference_em(x[i], init[i], 1e-12, 1000)
+        np.testing.assert_allclose(out["centers"][i], u, atol=1e-11, rtol=0)
+        np.testing.assert_allclose(out["loglik"][i], ll, rtol=1e-12)
+        assert out["n_iter"][i] == it and conv
+    alone = em(x[2:], init[2:], 1e-12, 1000)
+    for key, val in alone.items():
+        np.testing.assert_array_equal(out[key][2:], val, err_msg=key)
+
+
 class _FixedWeightsAndVariance(SkGaussianMixture):
     """scikit-learn's EM with the weights fixed at 1/K and the variances at 1 (the M-step
     of the spherical model, then the known parameters put back): our model."""
@@ -357,23 +430,62 @@ def test_exact_risk_decomposition_matches_a_direct_ambient_least_squares_fit(n):
 
 def test_orbit_invariance_under_relabelling_of_the_centres():
     """Lemma 4.1: a random permutation of the centres changes n Rep, n Leak, n Var by less
-    than 1e-10 and permutes the blocks of the coefficient."""
+    than 1e-10 and permutes the blocks of the coefficient, whether the population fits are
+    shared with the original labelling (the cache) or recomputed."""
     p = params(**SMALL, n=200)
     tr, rep, design = _estimates(p, 20)
     rng = np.random.default_rng(8)
     perms = np.array([rng.permutation(3) for _ in range(20)])
     moved = np.take_along_axis(rep, perms[:, :, None], axis=1)
     a = CASE.downstream(tr, rep, design, 200)
-    b = CASE.downstream(tr, moved, design, 200)
-    for term in ("rep", "leak", "var"):
-        assert np.max(np.abs(200 * (a[term][1] - b[term][1]))) < 1e-10, term
-    blocks = a["coef"][1].reshape(20, 3, 7)
+    shared = CASE.downstream(tr, moved, design, 200)  # population fits shared with a
+    clear_fit_cache()
+    fresh = CASE.downstream(tr, moved, design, 200)  # population fits of the relabelled centres
+    for b in (shared, fresh):
+        for term in ("rep", "leak", "var"):
+            assert np.max(np.abs(200 * (a[term][1] - b[term][1]))) < 1e-10, term
+        blocks = a["coef"][1].reshape(20, 3, 7)
+        np.testing.assert_allclose(
+            b["coef"][1].reshape(20, 3, 7),
+            np.take_along_axis(blocks, perms[:, :, None], 1),
+            atol=1e-9,
+        )
+        np.testing.assert_array_equal(a["d_eff_n"][1], b["d_eff_n"][1])
+
+
+def test_population_fit_is_shared_by_relabellings_of_the_same_centres():
+    """relabelled_population_fit: the first time a set of centres is seen it is
+    population_fit bitwise; a relabelling gets the stored fit with its blocks permuted
+    (exactly), which is a fresh population_fit of the relabelled centres up to round-off
+    (compared in the ambient coordinates, the basis q being the stored one); and downstream
+    results do not depend on what the cache holds."""
+    p = params(**SMALL, n=50)
+    tr, rep, design = _estimates(p, 3)
+    clear_fit_cache()
+    u = rep[0]
+    first = relabelled_population_fit(tr, u)
+    fresh = population_fit(tr, u)
+    for key, val in first.items():
+        np.testing.assert_array_equal(val, fresh[key], err_msg=key)
+    perm = np.array([2, 0, 1])
+    moved = relabelled_population_fit(tr, u[perm])
+    np.testing.assert_array_equal(moved["q"], first["q"])
+    np.testing.assert_array_equal(moved["beta"], first["beta"].reshape(3, -1)[perm].ravel())
+    blocks = first["sigma"].reshape(3, 3, 3, 3)[perm][:, :, perm]
+    np.testing.assert_array_equal(moved["sigma"], blocks.reshape(9, 9))
+    assert moved["rep"] == first["rep"]
+    direct = population_fit(tr, u[perm])
     np.testing.assert_allclose(
-        b["coef"][1].reshape(20, 3, 7),
-        np.take_along_axis(blocks, perms[:, :, None], 1),
-        atol=1e-9,
+        embed_theta(moved["beta"], moved["q"], 3),
+        embed_theta(direct["beta"], direct["q"], 3),
+        atol=1e-12 * np.abs(direct["beta"]).max(),
     )
-    np.testing.assert_array_equal(a["d_eff_n"][1], b["d_eff_n"][1])
+    np.testing.assert_allclose(moved["rep"], direct["rep"], rtol=1e-10)
+    hit = arrays(CASE.downstream(tr, rep, design, 50))
+    clear_fit_cache()
+    cold = arrays(CASE.downstream(tr, rep, design, 50))
+    for key, val in cold.items():
+        np.testing.assert_array_equal(hit[key], val, err_msg=key)
 
 
 # ---------------------------------------------------------------------------- theory
@@ -398,6 +510,25 @@ def test_analytic_derivative_of_the_residual_equals_finite_differences(centers):
     np.testing.assert_allclose(analytic, numeric, atol=1e-8 * scale, rtol=0)
     lim = CASE.limit(tr, est(p), method="finite_difference")
     np.testing.assert_allclose(lim["G_L"][1], numeric, atol=1e-12 * scale)
+
+
+def test_fisher_sums_equal_the_per_point_formulas():
+    """The chunked, feature-major sums of fisher_sums equal the per-point scores
+    s_i = pi_i (x - u_i) and sum pi_i z_i z_i^T written literally (3 groups)."""
+    tr = truth(params(**SMALL))
+    ss, extra, counts = fisher_sums(tr, groups=3)
+    x = stratified_sample(tr, FISHER)
+    u = tr["centers"]
+    pi = responsibilities(x, u, None)
+    z = x[:, None, :] - u
+    s = (pi[..., None] * z).reshape(len(x), -1)
+    edges = np.linspace(0, len(x), 4).astype(int)
+    np.testing.assert_array_equal(counts, np.diff(edges))
+    for g in range(3):
+        block = s[edges[g] : edges[g + 1]]
+        np.testing.assert_allclose(ss[g], block.T @ block, rtol=0, atol=1e-12 * len(block))
+    direct = np.einsum("ni,nia,nib->iab", pi, z, z) - pi.sum(axis=0)[:, None, None] * np.eye(6)
+    np.testing.assert_allclose(extra, -direct / len(x), rtol=0, atol=1e-14)
 
 
 def test_g_l_is_the_curvature_of_the_representation_error():

@@ -67,7 +67,7 @@ from ...linalg import pinv_psd, sym
 from .._base import CaseStudy, KeyPath, Output, Outputs, Variables, standard_outputs
 from .em import canonical_order, em, kmeans_plus_plus
 from .features import embed_theta, features_reduced, scatter_rank, true_centers, true_theta
-from .population import mixture_sample, population_fit, regression_function
+from .population import mixture_sample, regression_function, relabelled_population_fit
 from .theory import (
     JACKKNIFE_GROUPS,
     _g_l,
@@ -348,7 +348,10 @@ class GaussianMixture(CaseStudy):
         ``theta_bar = Sigma_n^+ (1/n) sum psi(x_i) f*(x_i)`` (the noise-averaged min-norm
         OLS coefficient), Leak = (theta_bar - beta)^T Sigma (theta_bar - beta) (=
         theta_e^T Sigma theta_e, theta_e = Sigma_n^+ (1/n) sum psi e, when Sigma_n is
-        invertible); Var = sigma2 tr(Sigma Sigma_n^+) / n."""
+        invertible); Var = sigma2 tr(Sigma Sigma_n^+) / n. The population part (Sigma,
+        beta, Rep and the basis Q_U) comes from :func:`.population.relabelled_population_fit`:
+        computed once per set of centres and shared, exactly permuted, by its relabellings
+        (the aligned twin of the downstream stage costs no population pass)."""
         x_down = np.asarray(design["x_down"], dtype=float)
         centers_star = np.asarray(truth["centers"], dtype=float)
         theta = np.asarray(truth["theta"], dtype=float)
@@ -361,7 +364,7 @@ class GaussianMixture(CaseStudy):
         coef = np.empty((n_rep, k * (d + 1)))
         for i in range(n_rep):
             u = np.asarray(representation[i], dtype=float)
-            fit = population_fit(truth, u)
+            fit = relabelled_population_fit(truth, u)
             q, beta, sigma = fit["q"], fit["beta"], fit["sigma"]
             psi_n, _ = features_reduced(x_down[i], u, q)
             f_n = regression_function(x_down[i], centers_star, theta, r)

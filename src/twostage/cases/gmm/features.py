@@ -51,9 +51,11 @@ def gate_basis(centers: np.ndarray, r: int) -> np.ndarray:
 
 
 def _softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
-    w = np.exp(logits - logits.max(axis=axis, keepdims=True))
-    w /= w.sum(axis=axis, keepdims=True)
-    return w
+    """Softmax along ``axis``, computed in place in ``logits`` (which it returns)."""
+    logits -= logits.max(axis=axis, keepdims=True)
+    np.exp(logits, out=logits)
+    logits /= logits.sum(axis=axis, keepdims=True)
+    return logits
 
 
 def responsibilities(x: np.ndarray, centers: np.ndarray, q: np.ndarray | None) -> np.ndarray:
@@ -64,7 +66,8 @@ def responsibilities(x: np.ndarray, centers: np.ndarray, q: np.ndarray | None) -
         xp, up = x, centers
     else:
         xp, up = x @ q, centers @ q
-    logits = xp @ np.swapaxes(up, -1, -2) - 0.5 * np.sum(up**2, axis=-1)[..., None, :]
+    logits = xp @ np.swapaxes(up, -1, -2)
+    logits -= 0.5 * np.sum(up**2, axis=-1)[..., None, :]
     return _softmax(logits)
 
 
@@ -73,7 +76,9 @@ def features_t(x: np.ndarray, centers: np.ndarray, q: np.ndarray) -> tuple[np.nd
     (K (r + 1), N) and pi of shape (K, N), for x (N, d), centers (K, d), q (d, r)."""
     xq = (x @ q).T  # (r, N)
     uq = centers @ q  # (K, r)
-    pi = _softmax(uq @ xq - 0.5 * np.sum(uq**2, axis=-1)[:, None], axis=0)
+    logits = uq @ xq
+    logits -= 0.5 * np.sum(uq**2, axis=-1)[:, None]
+    pi = _softmax(logits, axis=0)
     k, r = uq.shape
     psi = np.empty((k, r + 1, xq.shape[1]))
     np.subtract(xq[None], uq[:, :, None], out=psi[:, :r])

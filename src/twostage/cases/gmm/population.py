@@ -4,11 +4,13 @@ Population expectations (Sigma, beta(U), Rep, G_L) are averages over one fixed s
 sample of ``population_size`` points, regenerated on demand from ``population_seed`` (drawn
 from the point's truth stream, so it depends on the population parameters only); the
 Fisher sample (``fisher_size`` points) uses an independent stream of the same seed. Both
-are cached in-process.
+are cached in-process, and so are the population fits of the downstream stage (see
+:func:`relabelled_population_fit`).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 from functools import lru_cache
 
@@ -19,6 +21,9 @@ from .features import features_reduced, features_t, gate_basis, reduce_theta
 
 #: Purposes of the streams derived from ``population_seed`` (never renumber).
 POPULATION, FISHER = 0, 1
+#: Bytes of population fits kept in-process by :func:`relabelled_population_fit` (about
+#: 5 kB each at K = 4, d = 20: some 12,000 replicates), least recently used dropped first.
+FIT_CACHE_BYTES = 64 * 2**20
 
 
 # ---------------------------------------------------------------------------- population
@@ -110,3 +115,74 @@ def population_fit(truth: Mapping[str, np.ndarray], centers: np.ndarray) -> dict
         "rep": np.float64(e @ e / n),
         "residual": e,
     }
+
+
+#: key -> (lexicographic order of the centres as first seen, their population fit)
+_FITS: OrderedDict[tuple, tuple[np.ndarray, dict[str, np.ndarray]]] = OrderedDict()
+_FIT_BYTES = [0]
+
+
+def _truth_key(truth: Mapping[str, np.ndarray]) -> tuple:
+    """What the population fit of a set of centres depends on besides the centres."""
+    return (
+        int(truth["population_seed"]),
+        int(truth["population_size"]),
+        np.ascontiguousarray(truth["centers"], dtype=float).tobytes(),
+        np.ascontiguousarray(truth["theta"], dtype=float).tobytes(),
+        int(truth["rank_S"]),
+    )
+
+
+def relabelled_population_fit(
+    truth: Mapping[str, np.ndarray], centers: np.ndarray
+) -> dict[str, np.ndarray]:
+    """:func:`population_fit` (without ``residual``), computed once per set of centres.
+
+    A relabelling ``G U`` of the same centres (the aligned twin of an estimate, Lemma 4.1)
+    has the same gating subspace and the reduced features of U with the blocks permuted,
+    so its fit is the stored one with ``sigma``, ``sigma_pinv`` and ``beta`` permuted
+    blockwise (exactly, no arithmetic), the same basis ``q`` and the same ``rep``. The key
+    is the truth and the centres in lexicographic order; the fit is computed in the order
+    in which the set is first seen (then it equals :func:`population_fit` bitwise) and kept
+    in-process, at most ``FIT_CACHE_BYTES``, the least recently used dropped first. The
+    returned arrays are read-only.
+    """
+    centers = np.ascontiguousarray(centers, dtype=float)
+    order = np.lexsort(centers.T[::-1])
+    key = (_truth_key(truth), centers[order].tobytes())
+    hit = _FITS.get(key)
+    if hit is None:
+        fit = population_fit(truth, centers)
+        del fit["residual"]
+        for arr in fit.values():
+            arr.setflags(write=False)
+        _FITS[key] = (order, fit)
+        _FIT_BYTES[0] += sum(arr.nbytes for arr in fit.values()) + len(key[1])
+        while _FIT_BYTES[0] > FIT_CACHE_BYTES and len(_FITS) > 1:
+            old_key, (_, old) = _FITS.popitem(last=False)
+            _FIT_BYTES[0] -= sum(arr.nbytes for arr in old.values()) + len(old_key[1])
+        return fit
+    _FITS.move_to_end(key)
+    first, fit = hit
+    # centre i here is centre src[i] of the stored fit (both sorted to the same sequence)
+    src = first[np.argsort(order)]
+    if np.array_equal(src, np.arange(len(src))):
+        return fit
+    width = len(fit["beta"]) // len(src)
+    idx = (src[:, None] * width + np.arange(width)).ravel()
+    out = {
+        "q": fit["q"],
+        "sigma": fit["sigma"][np.ix_(idx, idx)],
+        "sigma_pinv": fit["sigma_pinv"][np.ix_(idx, idx)],
+        "beta": fit["beta"][idx],
+        "rep": fit["rep"],
+    }
+    for arr in out.values():
+        arr.setflags(write=False)
+    return out
+
+
+def clear_fit_cache() -> None:
+    """Forget the fits kept by :func:`relabelled_population_fit`."""
+    _FITS.clear()
+    _FIT_BYTES[0] = 0

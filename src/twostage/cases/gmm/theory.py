@@ -15,7 +15,7 @@ import numpy as np
 
 from ...limits import directional_derivatives, gram
 from ...linalg import pinv_psd, sym
-from .features import features_reduced, responsibilities
+from .features import _softmax, features_t
 from .population import FISHER, population, population_fit, stratified_sample
 
 #: Rows per chunk in the Monte Carlo loops of the theory.
@@ -57,6 +57,22 @@ def projector_derivatives(centers: np.ndarray, r: int) -> tuple[np.ndarray, np.n
     return vec, m
 
 
+def _row_blocks(start: int, stop: int) -> list[tuple[int, int]]:
+    """Consecutive row ranges of equal length (within one), at most ``CHUNK`` rows each,
+    covering ``[start, stop)``."""
+    parts = max(1, -(-(stop - start) // CHUNK))
+    edges = np.linspace(start, stop, parts + 1).astype(int)
+    return list(zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True))
+
+
+def _blockdiag_rows(v: np.ndarray) -> np.ndarray:
+    """(K, Kd) matrix whose row i holds ``v[i]`` (length d) in columns i d .. (i + 1) d."""
+    k, d = v.shape
+    out = np.zeros((k, k, d))
+    out[np.arange(k), np.arange(k)] = v
+    return out.reshape(k, k * d)
+
+
 def _h_chunk(
     x: np.ndarray,
     centers: np.ndarray,
@@ -64,13 +80,10 @@ def _h_chunk(
     r: int,
     theta_sp: np.ndarray,
     b: np.ndarray,
-    mflat: np.ndarray,
-    ca: np.ndarray,
-    ct: np.ndarray,
-    ptheta: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
+    weights: np.ndarray,
+) -> np.ndarray:
     """``h_v(x) = <theta*, D psi_U(x)[v]>`` at U* for all Kd coordinate directions v, and the
-    reduced features at U*, on one chunk of points.
+    reduced features at U*, on one chunk of points, feature-major.
 
     With ``z_i = x - u_i``, ``g_i = theta_i^T P z_i + b_i`` (so f* = sum pi_i g_i),
     ``rho_i = pi_i (g_i - f*)`` and the softmax arguments ``a_i = u_i^T P x - u_i^T P u_i/2``:
@@ -78,28 +91,42 @@ def _h_chunk(
     for v = E_jk, ``D a_i[v] = delta_ij (P z_j)_k + (DP[v] u_i)^T (x - u_i / 2)``. The
     terms in DP[v] x reduce, by the low rank of DP, to ``<M_v, a x_b^T + x_t b^T>`` with
     ``x_t = Q_t^T x``, ``x_b = Q_b^T x``, ``a = sum_i (rho_i Q_t^T u_i + pi_i Q_t^T theta_i)``
-    and ``b`` the same with Q_b: one matrix product of size n x r(d-r) x Kd.
+    and ``b`` the same with Q_b. Every term is linear in the per-point coordinates
+    ``(xi, rho, pi, rho (x) x_t)`` with ``xi = a x_b^T + x_t b^T`` (r(d - r) numbers) and
+    ``rho (x) x_t`` the products ``rho_j (x_t)_a`` (since ``(P z_j)_k = (Q_t x_t)_k -
+    (P u_j)_k``), so h is one matrix product of size Kd x (r(d - r) + 2K + Kr) x n with
+    ``weights`` (built in :func:`residual_derivative_gram`).
 
-    Returns (h of shape (n, Kd), psi~ of shape (n, K(r+1))).
+    Returns ``[h; psi~]`` of shape (Kd + K(r+1), n) (h first).
     """
     n, d = x.shape
     k = len(centers)
+    kd = k * d
     q = vec[:, :r]
-    psi, pi = features_reduced(x, centers, q)
-    xt, xb = x @ q, x @ vec[:, r:]
-    ut, ub = centers @ q, centers @ vec[:, r:]
-    pzq = xt[:, None, :] - ut  # (n, K, r): Q^T z_i
-    g = np.einsum("nkr,kr->nk", pzq, theta_sp @ q) + b
-    f = np.sum(pi * g, axis=1, keepdims=True)
-    rho = pi * (g - f)
-    h = ((rho[..., None] * pzq) @ q.T).reshape(n, k * d)  # rho_j (P z_j)_k
-    at = rho @ ut + pi @ (theta_sp @ q)  # (n, r)
-    ab = rho @ ub + pi @ (theta_sp @ vec[:, r:])  # (n, d - r)
-    xi = at[:, :, None] * xb[:, None, :] + xt[:, :, None] * ab[:, None, :]
-    h += xi.reshape(n, -1) @ mflat
-    h -= rho @ ca + pi @ ct
-    h -= (pi[..., None] * ptheta).reshape(n, k * d)
-    return h, psi
+    psi, pi = features_t(x, centers, q)  # (K(r+1), n), (K, n)
+    xv = np.matmul(vec.T, x.T)  # (d, n): x_t then x_b
+    xt, xb = xv[:r], xv[r:]
+    tq = theta_sp @ q
+    g = tq @ xt
+    g += (b - np.sum(tq * (centers @ q), axis=-1))[:, None]  # g_i = <Q^T theta_i, Q^T z_i> + b_i
+    f = np.sum(pi * g, axis=0)
+    nxi = r * (d - r)
+    lhs = np.empty((nxi + 2 * k + k * r, n))
+    rho, pis = lhs[nxi : nxi + k], lhs[nxi + k : nxi + 2 * k]
+    np.subtract(g, f, out=rho)
+    rho *= pi
+    pis[:] = pi
+    ab = (np.concatenate([centers, theta_sp]) @ vec).T @ lhs[nxi : nxi + 2 * k]  # (d, n)
+    for a in range(r):
+        xi = lhs[a * (d - r) : (a + 1) * (d - r)]
+        np.multiply(xb, ab[a], out=xi)
+        xi += ab[r:] * xt[a]
+    for j in range(k):
+        np.multiply(xt, rho[j], out=lhs[nxi + 2 * k + j * r : nxi + 2 * k + (j + 1) * r])
+    out = np.empty((kd + len(psi), n))
+    np.matmul(weights.T, lhs, out=out[:kd])
+    out[kd:] = psi
+    return out
 
 
 def residual_derivative_gram(
@@ -113,6 +140,9 @@ def residual_derivative_gram(
     :func:`_h_chunk`). This equals the implicit-function derivative
     ``-D psi[v]^T beta - psi^T D beta[v]``, ``D beta = Sigma^+ (Dc - D Sigma beta)``,
     without forming D beta; Pi_{U*} is the least-squares projection on the same sample.
+    The population sample is split into ``groups`` consecutive groups (for the jackknife),
+    each processed in chunks of at most ``CHUNK`` rows: per chunk one matrix product gives
+    h and one symmetric product ``[h; psi~] [h; psi~]^T`` (feature-major) all three sums.
 
     Returns
     -------
@@ -135,20 +165,26 @@ def residual_derivative_gram(
     dp = (dp + np.swapaxes(dp, -1, -2)).reshape(kd, d, d)  # DP[E_jk], flat over (j, k)
     ca = 0.5 * np.einsum("vab,ia,ib->iv", dp, centers, centers)  # u_i^T DP_v u_i / 2
     ct = np.einsum("vab,ia,ib->iv", dp, theta_sp, centers)  # theta_i^T DP_v u_i
-    mflat = m.reshape(kd, -1).T  # (r (d - r), Kd)
-    ptheta = theta_sp @ (q @ q.T)  # (K, d): P theta_i
+    proj = q @ q.T
+    # rows: the coordinates of xi = a x_b^T + x_t b^T, rho_i, pi_i, rho_i (x_t)_a
+    weights = np.concatenate(
+        [
+            m.reshape(kd, r * (d - r)).T,
+            -(ca + _blockdiag_rows(centers @ proj)),  # - rho_j (P u_j)_k
+            -(ct + _blockdiag_rows(theta_sp @ proj)),  # - pi_j (P theta_j)_k
+            np.kron(np.eye(k), q.T),  # rho_j (Q_t x_t)_k
+        ]
+    )
     p = k * (r + 1)
-    hh = np.zeros((groups, kd, kd))
-    ph = np.zeros((groups, p, kd))
-    pp = np.zeros((groups, p, p))
+    sums = np.zeros((groups, kd + p, kd + p))
     edges = np.linspace(0, len(x), groups + 1).astype(int)
     for g in range(groups):
-        for start in range(edges[g], edges[g + 1], CHUNK):
-            xc = x[start : min(start + CHUNK, edges[g + 1])]
-            h, psi = _h_chunk(xc, centers, vec, r, theta_sp, b, mflat, ca, ct, ptheta)
-            hh[g] += h.T @ h
-            ph[g] += psi.T @ h
-            pp[g] += psi.T @ psi
+        for start, stop in _row_blocks(edges[g], edges[g + 1]):
+            hp = _h_chunk(x[start:stop], centers, vec, r, theta_sp, b, weights)
+            sums[g] += hp @ hp.T
+    hh = np.ascontiguousarray(sums[:, :kd, :kd])
+    ph = np.ascontiguousarray(sums[:, kd:, :kd])
+    pp = np.ascontiguousarray(sums[:, kd:, kd:])
     return hh, ph, pp, np.diff(edges)
 
 
@@ -157,23 +193,36 @@ def fisher_sums(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-group sums of the score outer products ``s s^T`` (s_i = pi_i^full (x - u_i)),
     and of ``E[pi_i] I - E[pi_i z_i z_i^T]`` (the block-diagonal part of the expected
-    Hessian minus the score covariance), on the Fisher sample."""
+    Hessian minus the score covariance), on the Fisher sample.
+
+    Per chunk of at most ``CHUNK`` rows, feature-major: the scores s (Kd, n), one symmetric
+    product ``s s^T``, and one product ``s x`` for ``sum_j pi_ij z_ij z_ij^T = sum_j s_ij
+    x_j^T - (sum_j s_ij) u_i^T`` (z = x - u)."""
     centers = np.asarray(truth["centers"], dtype=float)
     k, d = centers.shape
     x = stratified_sample(truth, FISHER)
     ss = np.zeros((groups, k * d, k * d))
-    extra = np.zeros((k, d, d))
+    cross = np.zeros((k * d, d))
+    s_sum = np.zeros(k * d)
+    mass = np.zeros(k)
     edges = np.linspace(0, len(x), groups + 1).astype(int)
     for g in range(groups):
-        for start in range(edges[g], edges[g + 1], CHUNK):
-            xc = x[start : min(start + CHUNK, edges[g + 1])]
-            pi = responsibilities(xc, centers, None)
-            z = xc[:, None, :] - centers
-            s = (pi[..., None] * z).reshape(len(xc), k * d)
-            ss[g] += s.T @ s
-            zt = np.swapaxes(z, 0, 1)  # (K, n, d)
-            extra += np.swapaxes(pi.T[..., None] * zt, -1, -2) @ zt
-            extra -= pi.sum(axis=0)[:, None, None] * np.eye(d)
+        for start, stop in _row_blocks(edges[g], edges[g + 1]):
+            xc = x[start:stop]
+            xt = np.ascontiguousarray(xc.T)  # (d, n)
+            logits = centers @ xt
+            logits -= 0.5 * np.sum(centers**2, axis=-1)[:, None]
+            pi = _softmax(logits, axis=0)  # full posterior, (K, n)
+            s = np.empty((k, d, len(xc)))
+            np.subtract(xt, centers[:, :, None], out=s)
+            s *= pi[:, None, :]
+            s = s.reshape(k * d, len(xc))
+            ss[g] += s @ s.T
+            cross += s @ xc
+            s_sum += s.sum(axis=1)
+            mass += pi.sum(axis=1)
+    extra = cross.reshape(k, d, d) - s_sum.reshape(k, d, 1) * centers[:, None, :]
+    extra -= mass[:, None, None] * np.eye(d)
     return ss, -extra / len(x), np.diff(edges)
 
 
