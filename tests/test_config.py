@@ -158,7 +158,7 @@ def test_case_keys_are_unique_across_kinds_and_sizes():
 
 def test_auto_shard_size_follows_the_cost_model_and_target():
     """shard_size: auto gives about target_job_seconds of work to the costliest shard job
-    (rounded down to 1, 2 or 5 times a power of ten); a longer target, larger shards."""
+    (rounded down to two significant digits); a longer target, larger shards."""
     from twostage.costs import SHARD_RULES, predict
 
     study = {**BASE["studies"]["s"], "replicates": 100_000}
@@ -167,7 +167,7 @@ def test_auto_shard_size_follows_the_cost_model_and_target():
     for p, q in zip(short, long, strict=True):
         assert 1 <= p.shard_size < q.shard_size
         work = max(predict(p, r, p.shard_size)[0] - predict(p, r, 0)[0] for r in SHARD_RULES)
-        assert work <= 5.0 and str(p.shard_size).strip("0") in ("1", "2", "5")
+        assert work <= 5.0 and (p.shard_size < 10 or work >= 0.9 * 5.0)
     run_default = expand_study("s", study, target_job_seconds=50.0)
     assert (
         run_default[0].shard_size

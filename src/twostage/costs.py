@@ -34,6 +34,7 @@ def rule_cost(point: Any, rule: str) -> dict[str, float]:
     m, d = point.m, int(point.population.get("d", 1))
     per = cost["per_replicate_s"]
     per += cost.get("per_replicate_m_s", 0.0) * m
+    per += cost.get("per_replicate_n_s", 0.0) * point.n
     per += cost.get("per_replicate_m_d2_s", 0.0) * m * d**2
     per += cost.get("per_replicate_m_d4_s", 0.0) * m * d**4
     mb = cost["per_replicate_mb"] + cost.get("per_replicate_d4_mb", 0.0) * d**4
@@ -57,17 +58,18 @@ def predict(point: Any, rule: str, replicates: int) -> tuple[float, float]:
 
 
 def _round_down(x: float) -> int:
-    """The largest of 1, 2, 5, 10, 20, 50, ... not above x (at least 1): shard sizes stay
-    put when a measured cost moves a little."""
+    """x rounded down to two significant digits (at least 1), so that a shard size stays
+    put when a measured cost moves a little (and loses at most 10% of the target)."""
     if x < 1:
         return 1
-    power = 10 ** math.floor(math.log10(x))
-    return int(max(step * power for step in (1, 2, 5) if step * power <= x))
+    step = 10 ** max(0, math.floor(math.log10(x)) - 1)
+    return int(x // step * step)
 
 
 def auto_shard_size(point: Any, target_seconds: float) -> int:
     """Replicates per shard so that the costliest shard job does about ``target_seconds`` of
-    work (its start-up excluded) and stays within :data:`SHARD_MEMORY_MB`."""
+    work (its start-up excluded) and stays within :data:`SHARD_MEMORY_MB`, rounded down to
+    two significant digits."""
     per_s = max(rule_cost(point, rule)["per_replicate_s"] for rule in SHARD_RULES)
     size = target_seconds / max(per_s, 1e-9)
     for rule in SHARD_RULES:
