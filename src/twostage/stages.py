@@ -264,7 +264,6 @@ def theory(point: Point) -> xr.Dataset:
     alpha_eff = point.m / point.n
     weights = lim["limit_weights"].values
     sigma2, d_eff = float(lim["noise_variance"]), int(lim["d_eff"])
-    law_total = GeneralizedChiSquare(weights / alpha_eff, offset=sigma2 * d_eff)
     extra = {
         "alpha_eff": ((), alpha_eff, {"long_name": "m / n used to scale the limit"}),
         "mean_L2": ((), weights.sum(), {"long_name": "E ||L(Z)||^2 (numerical)"}),
@@ -273,12 +272,17 @@ def theory(point: Point) -> xr.Dataset:
             sigma2 * d_eff + weights.sum() / alpha_eff,
             {"long_name": "mean of the limit sigma^2 d_eff + ||L(Z)||^2 / alpha"},
         ),
-        "limit_quantile_total": (
+    }
+    if point.replicates > 0:
+        # quantiles of the law the Monte Carlo is set against (theory-only sweeps have no
+        # sample to compare: their quantiles would only cost time, up to minutes where the
+        # weights spread over many decades and the CDF needs Imhof's integral)
+        law_total = GeneralizedChiSquare(weights / alpha_eff, offset=sigma2 * d_eff)
+        extra["limit_quantile_total"] = (
             ("probability",),
             law_total.ppf(PROBABILITIES),
             {"long_name": "quantiles of the limit of n (R - sigma^2)"},
-        ),
-    }
+        )
     for form in case.outputs.closed_forms:
         extra[f"mean_L2_{form.name}"] = (
             (),
