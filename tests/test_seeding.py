@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import xarray as xr
 
 from twostage import stages
@@ -103,3 +104,19 @@ def test_streams_are_the_documented_seed_sequences():
         )
         got = stream("downstream_data", rep, w, seed)
         assert np.array_equal(ref.standard_normal(8), got.standard_normal(8))
+
+
+@pytest.mark.parametrize("d", [2, 3, 7, 20, 50])
+def test_haar_orthogonal_is_scipys_ortho_group_bit_for_bit(d: int) -> None:
+    """The truth's Haar draws (loadings, subspaces) avoid importing scipy.stats at start-up;
+    they must stay the same draws as ``scipy.stats.ortho_group`` (results unchanged) and be
+    orthogonal."""
+    from scipy.stats import ortho_group
+
+    from twostage.groups import haar_orthogonal
+
+    for seed in range(3):
+        ours = haar_orthogonal(d, np.random.default_rng(seed))
+        ref = ortho_group.rvs(d, random_state=np.random.default_rng(seed))
+        assert np.array_equal(ours, ref)
+        np.testing.assert_allclose(ours.T @ ours, np.eye(d), atol=1e-13)

@@ -29,13 +29,26 @@ def procrustes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return u @ vt
 
 
+def haar_orthogonal(d: int, rng: np.random.Generator) -> np.ndarray:
+    """A Haar-distributed element of O(d), d >= 2: the Q factor of a d x d standard Gaussian
+    matrix with the signs of R's diagonal moved into Q (Mezzadri, 2007).
+
+    The same algorithm, and the same draws from ``rng``, as ``scipy.stats.ortho_group.rvs(d,
+    random_state=rng)`` (bit for bit; tested), without importing scipy.stats, which costs a
+    pipeline job about a second of start-up.
+    """
+    z = rng.normal(size=(d, d))
+    q, r = np.linalg.qr(z)
+    d_r = r.diagonal()
+    q *= (d_r / abs(d_r))[np.newaxis, :]
+    return q
+
+
 def random_orthogonal(k: int, rng: np.random.Generator) -> np.ndarray:
     """A Haar-distributed element of O(k)."""
-    from scipy.stats import ortho_group
-
     if k == 1:
         return np.array([[rng.choice([-1.0, 1.0])]])
-    return ortho_group.rvs(k, random_state=rng)
+    return haar_orthogonal(k, rng)
 
 
 def alignment_variables(

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ...errors import ConfigError
-from ...groups import OrthogonalGroup, random_orthogonal
+from ...groups import OrthogonalGroup, haar_orthogonal, random_orthogonal
 from ...limits import directional_derivatives, gchisq_weights, gram, pad_weights, sandwich
 from ...linalg import eigh_descending, psd_sqrt
 from ...manifolds import FixedRankPSD
@@ -129,9 +129,7 @@ class FactorModel(CaseStudy):
         d, k = int(params["d"]), int(params["k"])
         strengths = np.asarray(params["factor_strengths"], dtype=float)
         if params["loadings"] == "random":
-            from scipy import stats
-
-            u1 = stats.ortho_group.rvs(d, random_state=rng)[:, :k] if d > 1 else np.eye(1)
+            u1 = haar_orthogonal(d, rng)[:, :k] if d > 1 else np.eye(1)
             v = random_orthogonal(k, rng)
         else:
             u1, v = np.eye(d)[:, :k], np.eye(k)

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ...errors import ConfigError
-from ...groups import OrthogonalGroup
+from ...groups import OrthogonalGroup, haar_orthogonal
 from ...limits import pad_weights
 from .._base import (
     Bound,
@@ -174,9 +174,7 @@ class MultiTask(CaseStudy):
     def truth(self, population: Mapping[str, Any], rng: np.random.Generator) -> Variables:
         d, k = int(population["d"]), int(population["k"])
         if population["subspace"] == "random":
-            from scipy import stats
-
-            b = stats.ortho_group.rvs(d, random_state=rng)[:, :k]
+            b = haar_orthogonal(d, rng)[:, :k]
         else:
             b = np.eye(d)[:, :k]
         thetas = task_matrix(population, rng)
