@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import xarray as xr
 from conftest import ROOT, script
@@ -177,3 +181,21 @@ def test_bad_arguments(tmp_path):
         str(out),
     )
     assert res.returncode != 0 and "nope" in res.stderr and not out.exists()
+
+
+def test_stage_jobs_run_one_blas_thread_even_for_libraries_loaded_late():
+    """cli.run pins BLAS threads also for numpy/scipy imported inside main (the scripts
+    import them lazily): by hand, without Snakemake's thread variables, a job must compute
+    the same numbers as in the workflow."""
+    code = (
+        "from twostage import cli\n"
+        "def main(argv):\n"
+        "    import numpy, scipy.linalg, threadpoolctl\n"
+        "    print(sorted({i['num_threads'] for i in threadpoolctl.threadpool_info()}))\n"
+        "cli.run(main, [])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    res = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert res.stdout.strip() == "[1]", res.stdout + res.stderr

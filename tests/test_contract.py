@@ -175,6 +175,22 @@ def test_risk_is_invariant_under_random_group_elements(name):
         assert np.max(np.abs(point.n * (base[term] - other[term]))) < 1e-10, term
     np.testing.assert_array_equal(out["downstream"]["rep"].values, base["rep"])
 
+    # Several representations on one draw of the design (the downstream stage's estimate
+    # and twin), through the case's prepare_design, give the numbers of separate calls.
+    with threadpool_limits(limits=1):
+        if case.stores_data:
+            design = {v: out["simulate"][v].values for v in out["simulate"].data_vars}
+            prepared = case.prepare_design(tr, design)
+            both = [case.downstream(tr, r, prepared, point.n) for r in (rep, moved)]
+        else:
+            rngs = point.streams("downstream_data", range(7))
+            both = case.downstream_each_from_streams(
+                tr, [rep, moved], point.n, rngs, point.sampling
+            )
+    for got, want in zip(both, (base, other), strict=True):
+        for term, values in want.items():
+            np.testing.assert_array_equal(arrays(got)[term], values, err_msg=term)
+
 
 # ---------------------------------------------------------------------------- 5. shards
 @pytest.mark.parametrize("name", CASES)

@@ -6,11 +6,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import xarray as xr
-from threadpoolctl import threadpool_limits
 
 from . import stages
 from .config import SAMPLE_SIZE_KEYS, case_keys, expand_study
 from .errors import ConfigError
+from .threads import one_thread
 
 
 def study_spec(case: str, params: Mapping[str, Any] | None = None, **keys: Any) -> dict[str, Any]:
@@ -87,7 +87,7 @@ def run_point(
     (point,) = expand_study(study, spec, prefix="run_point")
     if point.replicates < 1:
         raise ConfigError("invalid config key 'run_point.replicates': expected >= 1 replicate")
-    with threadpool_limits(limits=1):
+    with one_thread():
         sim = stages.simulate(point, 0, point.replicates)
         pre = stages.pretrain(sim)
         al = stages.align(pre)

@@ -81,10 +81,10 @@ def resolve_point(args: argparse.Namespace):  # noqa: ANN201
 
 def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None = None) -> None:
     """Run a script's ``main`` with one BLAS thread, turning user errors into one line."""
-    from threadpoolctl import threadpool_limits
+    from .threads import one_thread
 
     try:
-        with threadpool_limits(limits=1):
+        with one_thread():
             main(argv)
     except TwostageError as exc:
         sys.stderr.write(f"error: {exc}\n")

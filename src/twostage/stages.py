@@ -210,14 +210,16 @@ def downstream(al: xr.Dataset, sim: xr.Dataset) -> xr.Dataset:
     tr = truth_of(al)
     reps = al["replicate"].values
 
-    def fit(representation: np.ndarray) -> Variables:
-        if case.stores_data:
-            return case.downstream(tr, representation, _stored(sim), point.n)
+    estimate, aligned = al["representation"].values, al["representation_aligned"].values
+    if case.stores_data:
+        design = case.prepare_design(tr, _stored(sim))
+        risk = case.downstream(tr, estimate, design, point.n)
+        twin = case.downstream(tr, aligned, design, point.n)
+    else:  # one draw of each design serves both representatives
         rngs = point.streams("downstream_data", reps)
-        return case.downstream_from_streams(tr, representation, point.n, rngs, point.sampling)
-
-    risk = fit(al["representation"].values)
-    twin = fit(al["representation_aligned"].values)
+        risk, twin = case.downstream_each_from_streams(
+            tr, [estimate, aligned], point.n, rngs, point.sampling
+        )
     n, m = point.n, point.m
     scaled = {
         "n_rep": n * risk["rep"][1],

@@ -353,9 +353,38 @@ class CaseStudy(abc.ABC):
     ) -> Variables:
         """:meth:`sample` (role 'downstream') then :meth:`downstream`, a chunk of
         replicates at a time, from fresh keyed generators."""
+        (out,) = self.downstream_each_from_streams(
+            truth, [representation], n, data_rngs, sampling, max_floats
+        )
+        return out
+
+    def downstream_each_from_streams(
+        self,
+        truth: Mapping[str, np.ndarray],
+        representations: Sequence[np.ndarray],
+        n: int,
+        data_rngs: Sequence[np.random.Generator],
+        sampling: str = "raw",
+        max_floats: int = 2**24,
+    ) -> list[Variables]:
+        """:meth:`downstream_from_streams` for several representations of the same
+        replicates (e.g. an estimate and its aligned twin) on ONE draw of each replicate's
+        design: the design is sampled once per chunk, passed through
+        :meth:`prepare_design`, and every representation is evaluated on it."""
         per = n * self.floats_per_sample(truth, "downstream", sampling)
-        parts = []
+        parts: list[list[Variables]] = [[] for _ in representations]
         for a, b in _chunks(len(data_rngs), per, max_floats):
             design = arrays(self.sample(truth, n, data_rngs[a:b], "downstream", sampling))
-            parts.append(self.downstream(truth, representation[a:b], design, n))
-        return _concat(parts)
+            design = self.prepare_design(truth, design)
+            for out, representation in zip(parts, representations, strict=True):
+                out.append(self.downstream(truth, representation[a:b], design, n))
+        return [_concat(p) for p in parts]
+
+    def prepare_design(
+        self, truth: Mapping[str, np.ndarray], design: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """Quantities of a downstream design that do not depend on the representation
+        (e.g. the regression function on the design), computed once and shared by every
+        representation evaluated on it; :meth:`downstream` must give the same numbers with
+        or without them. Default: the design as it is."""
+        return design

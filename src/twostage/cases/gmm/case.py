@@ -232,7 +232,7 @@ class GaussianMixture(CaseStudy):
         centers = np.asarray(truth["centers"], dtype=float)
         x = np.empty((len(rngs), size, centers.shape[1]))
         for i, rng in enumerate(rngs):
-            x[i] = mixture_sample(centers, size, rng)
+            mixture_sample(centers, size, rng, out=x[i])
         if role == "pretrain":
             return {
                 "x_pre": (("replicate", "sample_pre", F), x, {"long_name": "pre-training samples"})
@@ -336,6 +336,18 @@ class GaussianMixture(CaseStudy):
             ),
         }
 
+    def prepare_design(
+        self, truth: Mapping[str, np.ndarray], design: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """The regression function f* on each replicate's design (``f_down``), shared by the
+        estimate and its aligned twin (the same numbers :meth:`downstream` computes without
+        it)."""
+        x_down = np.asarray(design["x_down"], dtype=float)
+        centers, theta = np.asarray(truth["centers"], float), np.asarray(truth["theta"], float)
+        r = int(truth["rank_S"])
+        f = np.stack([regression_function(x, centers, theta, r) for x in x_down])
+        return {**design, "f_down": f}
+
     def downstream(
         self,
         truth: Mapping[str, np.ndarray],
@@ -362,12 +374,17 @@ class GaussianMixture(CaseStudy):
         out = {name: np.empty(n_rep) for name in ("rep", "leak", "var")}
         rank = np.empty(n_rep, dtype=np.int64)
         coef = np.empty((n_rep, k * (d + 1)))
+        f_down = design.get("f_down")
         for i in range(n_rep):
             u = np.asarray(representation[i], dtype=float)
             fit = relabelled_population_fit(truth, u)
             q, beta, sigma = fit["q"], fit["beta"], fit["sigma"]
             psi_n, _ = features_reduced(x_down[i], u, q)
-            f_n = regression_function(x_down[i], centers_star, theta, r)
+            f_n = (
+                regression_function(x_down[i], centers_star, theta, r)
+                if f_down is None
+                else f_down[i]
+            )
             e_n = f_n - psi_n @ beta
             sigma_n = sym(psi_n.T @ psi_n) / len(psi_n)
             sn_pinv, rank[i] = pinv_psd(sigma_n)

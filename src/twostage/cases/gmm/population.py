@@ -31,10 +31,13 @@ def _keyed_generator(seed: int, purpose: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), purpose])))
 
 
-def mixture_sample(centers: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """``size`` i.i.d. points of the mixture (labels, then noise, drawn from ``rng``)."""
+def mixture_sample(
+    centers: np.ndarray, size: int, rng: np.random.Generator, out: np.ndarray | None = None
+) -> np.ndarray:
+    """``size`` i.i.d. points of the mixture (labels, then noise, drawn from ``rng``),
+    written into ``out`` (shape (size, d), C-contiguous) when given."""
     labels = rng.integers(0, len(centers), size=size)
-    x = rng.standard_normal((size, centers.shape[1]))
+    x = rng.standard_normal((size, centers.shape[1]), out=out)
     x += centers[labels]
     return x
 
