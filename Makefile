@@ -8,13 +8,14 @@ BIN    := $(CURDIR)/$(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run test lint figures bench clean help
+.PHONY: run test lint figures report bench clean help
 
 help:
 	@echo "make run    - install into $(VENV) and run the default study (config/config.yaml)"
 	@echo "make test   - install into $(VENV) and run the test suite"
 	@echo "make lint   - ruff and snakemake --lint"
 	@echo "make figures - redraw figures from results/*/{risk,theory}.nc only"
+	@echo "make report - results/report.html: every figure and table with captions (from the aggregated files)"
 	@echo "make bench  - speed of every case against a naive loop and the floor (benchmarks/run.py)"
 
 $(STAMP): pyproject.toml
@@ -38,6 +39,9 @@ test: $(STAMP)
 
 figures: $(STAMP)
 	$(BIN)/snakemake figures --cores all
+
+report: $(STAMP)
+	$(BIN)/snakemake figures --cores all --report results/report.html --report-after-run
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

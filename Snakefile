@@ -16,6 +16,9 @@ if not config.get("studies"):
 
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/pretrain.smk"

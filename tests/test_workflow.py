@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 
 import pytest
 import xarray as xr
 from conftest import ROOT, snakemake
+
+from twostage.plots import FIGURES
 
 pytestmark = pytest.mark.workflow
 TINY = ROOT / "tests" / "configs" / "tiny.yaml"
@@ -46,13 +49,8 @@ def tiny_run(tmp_path_factory):
 
 def test_run_writes_figures_and_aggregates(tiny_run):
     figs = sorted(p.name for p in (tiny_run / "results/tiny/figures").iterdir())
-    assert figs == [
-        "cdf.png",
-        "closed_forms.png",
-        "convergence.png",
-        "diagnostics.png",
-        "means.png",
-    ]
+    names = ["cdf", "closed_forms", "convergence", "diagnostics", "means"]
+    assert figs == sorted(f"{n}.{fmt}" for n in names for fmt in ("png", "pdf"))
     risk = _open(tiny_run / "results/tiny/risk.nc")
     assert risk.sizes == {"point": 2, "replicate": 60}
     assert risk.attrs["stage"] == "risk" and risk.attrs["config_sha256"]
@@ -82,8 +80,90 @@ def test_figures_are_redrawn_from_aggregated_files_copied_elsewhere(tiny_run, tm
     for name in ("risk.nc", "theory.nc"):
         shutil.copy2(tiny_run / "results/tiny" / name, tmp_path / "results/tiny" / name)
     res = snakemake(tmp_path, "figures", "--cores", "1", "--configfile", str(TINY))
-    assert _jobs(res) == {"plot", "figures"}, res.stdout + res.stderr
+    assert _jobs(res) == {"plot", "figures", "provenance"}, res.stdout + res.stderr
     assert (tmp_path / "results/tiny/figures/cdf.png").is_file()
+
+
+# ------------------------------------------------------------------------------ report
+#: the command ``make report`` runs (Makefile), plus this test's config
+REPORT = ("figures", "--cores", "1", "--report", "results/report.html", "--report-after-run")
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+def _browser():
+    """Debian's headless Chromium through selenium, or a skip (a failure when
+    TWOSTAGE_REQUIRE_BROWSER=1, which .ci/run sets after installing both)."""
+    reason = "the report test needs Debian's chromium and chromium-driver, and selenium"
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        selenium_ok = False
+    else:
+        selenium_ok = True
+    if not (CHROMIUM and CHROMEDRIVER and selenium_ok):
+        if os.environ.get("TWOSTAGE_REQUIRE_BROWSER") == "1":
+            raise RuntimeError(f"TWOSTAGE_REQUIRE_BROWSER=1 but {reason}")
+        pytest.skip(reason)
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,900",
+    ):
+        opts.add_argument(arg)
+    # An explicit driver path: selenium never fetches a browser or driver of its own.
+    return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+
+
+#: every image of the report decoded in the page: name -> naturalWidth
+_LOAD_IMAGES = """
+const done = arguments[arguments.length - 1];
+const images = Object.values(results).filter(r => r.mime_type.startsWith("image/"));
+Promise.all(images.map(r => new Promise(ok => {
+    const img = new Image();
+    img.onload = () => ok([r.name, img.naturalWidth]);
+    img.onerror = () => ok([r.name, 0]);
+    img.src = r.data_uri;
+}))).then(pairs => done(Object.fromEntries(pairs)));
+"""
+
+
+def _check_report(work, figures):
+    """Open results/report.html in headless Chromium: every figure is in it and decodes
+    (naturalWidth > 0), every caption is there with its study's settings, the app renders;
+    a screenshot is saved beside the report."""
+    html = work / "results" / "report.html"
+    assert html.is_file() and html.stat().st_size > 0
+    driver = _browser()
+    try:
+        driver.set_script_timeout(60)
+        driver.get(html.as_uri())
+        widths = driver.execute_async_script(_LOAD_IMAGES)
+        entries = driver.execute_script(
+            "return Object.values(results).map(r => [r.name, r.caption, r.mime_type]);"
+        )
+        app = driver.execute_script("return document.getElementById('app').innerText;")
+        driver.save_screenshot(str(work / "results" / "report.png"))
+    finally:
+        driver.quit()
+    assert sorted(widths) == sorted(figures), widths
+    assert all(w > 0 for w in widths.values()), widths
+    for name, caption, _ in entries:
+        assert caption.strip(), f"no caption for {name}"
+        if name != "provenance.yaml":
+            assert "Monte Carlo replicate" in caption and "Study" in caption, (name, caption)
+    assert "tiny" in app
+    assert (work / "results" / "report.png").stat().st_size > 0
+
+
+def test_report_opens_in_a_browser_with_every_figure_and_caption(tiny_run):
+    snakemake(tiny_run, *REPORT, "--configfile", str(TINY))
+    _check_report(tiny_run, [f"{n}.png" for n in FIGURES])
+    for name in FIGURES:  # and every figure as PDF too
+        assert (tiny_run / f"results/tiny/figures/{name}.pdf").stat().st_size > 0
 
 
 def test_figures_are_redrawn_after_deleting_all_but_aggregated_files(tiny_run):
@@ -94,7 +174,12 @@ def test_figures_are_redrawn_after_deleting_all_but_aggregated_files(tiny_run):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     res = snakemake(tiny_run, "figures", "--cores", "1", "--configfile", str(TINY))
     assert _jobs(res) == {"plot", "figures"}, res.stdout + res.stderr
-    assert sorted(p.name for p in (study / "figures").iterdir())[0] == "cdf.png"
+    assert sorted(p.name for p in (study / "figures").iterdir())[0] == "cdf.pdf"
+    # and the report from the aggregated files only: no simulation (nor any) rule runs
+    (tiny_run / "results/report.html").unlink(missing_ok=True)
+    res = snakemake(tiny_run, *REPORT, "--configfile", str(TINY))
+    assert _jobs(res) <= {"figures"}, res.stdout + res.stderr
+    _check_report(tiny_run, [f"{n}.png" for n in FIGURES])
 
 
 def test_theory_only_sweep_with_fit_and_reference(tmp_path):
@@ -113,7 +198,7 @@ def test_theory_only_sweep_with_fit_and_reference(tmp_path):
     )
     res = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg))
     jobs = _jobs(res)
-    assert jobs == {"theory", "sweep", "plot_sweep", "all"}, jobs
+    assert jobs == {"theory", "sweep", "plot_sweep", "provenance", "all"}, jobs
     sw = _open(tmp_path / "results/ks/sweep.nc")
     assert sw.attrs["swept"] == "K" and list(sw["x"].values) == [2, 3, 4, 5]
     assert 0.9 < float(sw.attrs["fit_r2"]) <= 1.0

@@ -5,16 +5,15 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import os
-import subprocess
 import tempfile
 from collections.abc import Iterable
-from functools import lru_cache
 from pathlib import Path
 
 import xarray as xr
 
 from ._version import __version__
 from .errors import InputFileError
+from .versions import git_commit
 
 ENGINE = "h5netcdf"
 COMPRESSION = {"zlib": True, "complevel": 4, "shuffle": True}
@@ -32,23 +31,6 @@ STAGES = (
     "theory_summary",
     "sweep",
 )
-
-
-@lru_cache(maxsize=1)
-def git_commit() -> str:
-    """The commit of the twostage source tree, or '' when unknown (installed from a wheel)."""
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return out.stdout.strip() if out.returncode == 0 else ""
 
 
 def provenance(stage: str) -> dict[str, str]:

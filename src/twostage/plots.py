@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     import xarray as xr
 
 FIGURES = ("cdf", "convergence", "closed_forms", "diagnostics", "means")
+#: every figure is written in each of these formats (PNG for the report, PDF for papers)
+FORMATS = ("png", "pdf")
 #: matplotlib.pyplot, pandas and seaborn, imported on the first drawing call (the
 #: workflow imports this module for FIGURES without drawing anything)
 plt: Any = None
@@ -407,18 +409,26 @@ def means_figure(risk: xr.Dataset, th: xr.Dataset) -> Any:
 
 
 def draw_sweep(sw: xr.Dataset, outdir: str | Path, reference: dict | None = None) -> list[Path]:
+    """Draw the sweep figure into ``outdir`` (every format); return the paths."""
     _backend()
-    from .io import atomic_path
-
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     sns.set_theme(style="whitegrid", context="paper")
-    fig = sweep_figure(sw, reference)
-    path = outdir / "sweep.png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
+    return _save(sweep_figure(sw, reference), outdir, "sweep")
+
+
+def _save(fig: Any, outdir: Path, name: str) -> list[Path]:
+    """Write ``fig`` as ``outdir/name.<format>`` for every format (atomically), close it."""
+    from .io import atomic_path
+
+    paths = []
+    for fmt in FORMATS:
+        path = outdir / f"{name}.{fmt}"
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, format=fmt)
+        paths.append(path)
     plt.close(fig)
-    return [path]
+    return paths
 
 
 def draw_all(
@@ -428,10 +438,9 @@ def draw_all(
     max_panels: int | None = None,
     reference: dict | None = None,
 ) -> list[Path]:
-    """Draw every figure into ``outdir`` (PNG, written atomically); return the paths."""
+    """Draw every figure into ``outdir`` (every format, written atomically); return the
+    paths."""
     _backend()
-    from .io import atomic_path
-
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     sns.set_theme(style="whitegrid", context="paper")
@@ -444,10 +453,5 @@ def draw_all(
     }
     paths = []
     for name in FIGURES:
-        fig = makers[name]()
-        path = outdir / f"{name}.png"
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=120, format="png")
-        plt.close(fig)
-        paths.append(path)
+        paths += _save(makers[name](), outdir, name)
     return paths

@@ -10,7 +10,8 @@ from snakemake.utils import validate
 from twostage.config import expand_config, study_settings, validate_config
 from twostage.costs import predict
 from twostage.errors import ConfigError
-from twostage.plots import FIGURES
+from twostage.versions import versions, write_provenance
+from twostage.plots import FIGURES, FORMATS
 
 
 # Our validator first: it composes the central schema with every case's fragment
@@ -27,6 +28,7 @@ POINTS = expand_config(_validated)
 POINT_INDEX = {(s, p.point_id): p for s, pts in POINTS.items() for p in pts}
 SETTINGS = {s: study_settings(st) for s, st in _validated["studies"].items()}
 SCRIPTS = Path(workflow.basedir) / "scripts"
+PROVENANCE_VERSIONS = versions()
 SHARD = "results/{study}/points/{point}/shard{shard}"
 
 
@@ -100,14 +102,60 @@ def script(name):
 
 
 def all_figures():
-    out = []
+    out = ["results/provenance.yaml"]
     for s in POINTS:
         if is_sweep(s):
-            out += [f"results/{s}/figures/sweep.png", f"results/{s}/sweep.csv"]
+            out += [f"results/{s}/figures/sweep.{fmt}" for fmt in FORMATS]
+            out.append(f"results/{s}/sweep.csv")
         else:
-            out += [f"results/{s}/figures/{name}.png" for name in FIGURES]
+            out += [f"results/{s}/figures/{name}.{fmt}" for name in FIGURES for fmt in FORMATS]
             out.append(f"results/{s}/summary.csv")
     return out
+
+
+# ---------------------------------------------------------------- report (make report)
+def reported(path, caption, kind, **labels):
+    """``path`` marked for the Snakemake report, under its study's category, with the
+    caption ``workflow/report/<caption>.rst``."""
+    return report(
+        path,
+        caption=f"../report/{caption}.rst",
+        category="{study}",
+        subcategory=kind,
+        labels={"study": "{study}", **labels},
+    )
+
+
+def figure_outputs(names, fmt):
+    """The figures of a study in one format; the PNGs are marked for the report."""
+    paths = [f"results/{{study}}/figures/{name}.{fmt}" for name in names]
+    if fmt != "png":
+        return paths
+    return [reported(p, name, "Figures", figure=name) for p, name in zip(paths, names)]
+
+
+def _inline(value):
+    return f"``{json.dumps(value, sort_keys=True)}``"
+
+
+def study_about(wildcards):
+    """The study's settings in a reStructuredText paragraph, for the report's captions:
+    case, the grid, the fixed parameters, replicates and seed."""
+    points = POINTS[wildcards.study]
+    p0 = points[0]
+    grid = _validated["studies"][wildcards.study].get("grid", {})
+    fixed = {
+        k: v
+        for k, v in {"n": p0.n, "alpha": p0.alpha, **p0.population, **p0.estimator}.items()
+        if k not in grid
+    }
+    return (
+        f"*Study* ``{wildcards.study}``: case ``{p0.case}``, sampling ``{p0.sampling}``, "
+        f"{len(points)} point(s), {p0.replicates} Monte Carlo replicate(s) per point "
+        f"({sum(p.replicates for p in points)} in all), seed {p0.seed}. "
+        f"*Grid*: {_inline(grid) if grid else 'none'}. *Fixed*: {_inline(fixed)} "
+        "(m = ⌊α n⌋)."
+    )
 
 
 # ---------------------------------------------------------------- cluster resources

@@ -7,13 +7,15 @@ rule plot:
         risk="results/{study}/risk.nc",
         theory="results/{study}/theory.nc",
     output:
-        figures=expand("results/{{study}}/figures/{name}.png", name=FIGURES),
-        table="results/{study}/summary.csv",
+        figures=figure_outputs(FIGURES, "png"),
+        pdf=figure_outputs(FIGURES, "pdf"),
+        table=reported("results/{study}/summary.csv", "summary", "Tables", table="summary"),
     params:
         script=script("figures"),
         outdir="results/{study}/figures",
         panels=cdf_panels,
         reference=reference_json,
+        about=study_about,
     resources:
         runtime=runtime_minutes("plot"),
         mem_mb=memory_mb("plot"),
@@ -33,3 +35,18 @@ rule plot:
 rule figures:
     input:
         all_figures(),
+
+
+# Versions and configuration, for the report (rerun when a version or the config changes:
+# they are its params).
+rule provenance:
+    output:
+        report("results/provenance.yaml", caption="../report/provenance.rst", category="Provenance"),
+    params:
+        versions=PROVENANCE_VERSIONS,
+        studies=_validated["studies"],
+    log:
+        "results/logs/provenance.log",
+    localrule: True
+    run:
+        write_provenance(output[0], params.versions, params.studies)

@@ -28,12 +28,14 @@ rule plot_sweep:
     input:
         "results/{study}/sweep.nc",
     output:
-        figure="results/{study}/figures/sweep.png",
-        table="results/{study}/sweep.csv",
+        figure=figure_outputs(["sweep"], "png"),
+        pdf=figure_outputs(["sweep"], "pdf"),
+        table=reported("results/{study}/sweep.csv", "sweep_table", "Tables", table="sweep"),
     params:
         script=script("figures"),
         outdir="results/{study}/figures",
         reference=reference_json,
+        about=study_about,
     resources:
         runtime=runtime_minutes("plot"),
         mem_mb=memory_mb("plot"),
