@@ -83,33 +83,74 @@ def _grid_x(sample: np.ndarray) -> np.ndarray:
     return np.linspace(max(lo - 0.1 * (hi - lo), 0.0), hi + 0.1 * (hi - lo), 300)
 
 
+SIZES = ("n", "alpha", "m")
+
+
+def layout(risk: xr.Dataset, along: str = "n") -> tuple[str, np.ndarray, np.ndarray]:
+    """How a Monte Carlo study's points are drawn, whatever its grid: the x parameter, its
+    value per point, and a series label per point naming the other swept parameters (one
+    line per combination, never joining points that differ in anything but x).
+
+    ``along="n"`` (convergence to the limit): x is n when n is swept, else the first
+    swept model parameter, else alpha. ``along="m"`` (means of m Rep): x is the first swept
+    model parameter, else m.
+    """
+    from .stages import grid_axes, series_labels
+
+    points = [Point.from_json(str(text), trusted=True) for text in risk["point_json"].values]
+    numeric, others = grid_axes(points)
+    params = [k for k in numeric if k not in SIZES]
+    if along == "n":
+        x_name = (
+            "n" if "n" in numeric else (params or [k for k in numeric if k in SIZES] or ["n"])[0]
+        )
+    else:
+        x_name = params[0] if params else "m"
+    # along m, n is m / alpha: not a series of its own; m is derived from n and alpha
+    tied = {"m", "n"} if x_name == "m" else {"m"}
+    series = others + [k for k in numeric if k != x_name and k not in tied]
+    labels = np.array(series_labels(points, series), dtype=object)
+    x = np.array([p.settings[x_name] for p in points], float)
+    return x_name, x, labels
+
+
+def _series(x: np.ndarray, labels: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """(label, indices of its points sorted by x) per series, in order of appearance."""
+    out = []
+    for label in dict.fromkeys(labels):
+        sel = np.flatnonzero(labels == label)
+        out.append((str(label), sel[np.argsort(x[sel], kind="stable")]))
+    return out
+
+
+def _fmt(name: str, value: float) -> str:
+    return f"{name} = {value:g}"
+
+
 def cdf_figure(risk: xr.Dataset, th: xr.Dataset, max_panels: int | None = None) -> Any:
-    """Empirical CDFs at up to ``max_panels`` values of n per alpha (default: the study
-    key ``cdf_panels``'s default) against the limits."""
+    """Empirical CDFs at up to ``max_panels`` points per series (default: the study key
+    ``cdf_panels``'s default) against each point's limit (dashed, same colour)."""
     _backend()
     if max_panels is None:
         max_panels = study_defaults()["cdf_panels"]
-    alphas = np.unique(risk["alpha"].values)
-    fig, axes = plt.subplots(len(alphas), 3, figsize=(13, 3.6 * len(alphas)), squeeze=False)
-    for row, alpha in enumerate(alphas):
-        idx = np.flatnonzero(risk["alpha"].values == alpha)
-        idx = idx[np.argsort(risk["n"].values[idx])]
-        chosen = idx[_pick(risk["n"].values[idx], max_panels)]
+    x_name, xs, labels = layout(risk, "n")
+    rows = _series(xs, labels)
+    fig, axes = plt.subplots(len(rows), 3, figsize=(13, 3.6 * len(rows)), squeeze=False)
+    for row, (series, idx) in enumerate(rows):
+        chosen = idx[_pick(xs[idx], max_panels)]
         palette = sns.color_palette("viridis", len(chosen))
         for col, (var, label) in enumerate(TERMS):
             ax = axes[row, col]
+            grid = _grid_x(np.concatenate([risk[var].values[i] for i in chosen]))
             for colour, i in zip(palette, chosen, strict=True):
-                sns.ecdfplot(
-                    x=risk[var].values[i], ax=ax, color=colour, label=f"n = {int(risk['n'][i])}"
-                )
-            last = chosen[-1]
-            law = _laws(th, int(last))[var]
-            if isinstance(law, float):
-                ax.axvline(law, color="k", ls="--", label="limit σ² d_eff")
-            else:
-                x = _grid_x(np.concatenate([risk[var].values[i] for i in chosen]))
-                ax.plot(x, law.cdf(x), "k--", label="limit")
-            ax.set_title(f"{label}, α = {alpha:g}")
+                sns.ecdfplot(x=risk[var].values[i], ax=ax, color=colour, label=_fmt(x_name, xs[i]))
+                law = _laws(th, int(i))[var]
+                if isinstance(law, float):
+                    ax.axvline(law, color=colour, ls="--", lw=1)
+                else:
+                    ax.plot(grid, law.cdf(grid), color=colour, ls="--", lw=1)
+            ax.plot([], [], "k--", lw=1, label="limit at each point")
+            ax.set_title(f"{label}" + (f", {series}" if series else ""), fontsize=9)
             ax.set_xlabel(label.split("  ")[1])
         axes[row, 0].legend(fontsize=8)
     where = f"{risk.attrs.get('study')}, {risk.attrs.get('case')}"
@@ -119,52 +160,32 @@ def cdf_figure(risk: xr.Dataset, th: xr.Dataset, max_panels: int | None = None) 
 
 
 def convergence_figure(risk: xr.Dataset, reference: dict | None = None) -> Any:
+    """KS distances (total, pre-training) and p_var against the study's x parameter, one
+    series per combination of the other swept parameters, with ±2 s.e."""
     _backend()
-    rows = []
-    for i in range(risk.sizes["point"]):
-        for metric, var in (
-            ("KS total", "ks_total"),
-            ("KS pre-training", "ks_pre"),
-            ("p_var", "p_var"),
-        ):
-            rows.append(
-                {
-                    "n": int(risk["n"][i]),
-                    "alpha": float(risk["alpha"][i]),
-                    "metric": metric,
-                    "value": float(risk[var][i]),
-                    "se": float(risk[f"{var}_se"][i]),
-                    "crit": float(risk["ks_critical_01"][i]),
-                }
-            )
-    df = pd.DataFrame(rows)
+    x_name, xs, labels = layout(risk, "n")
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    for ax, metric in zip(axes, ("KS total", "KS pre-training", "p_var"), strict=True):
-        sub = df[df.metric == metric]
-        for colour, (alpha, g) in zip(
-            sns.color_palette("deep"), sub.groupby("alpha"), strict=False
+    metrics = (("KS total", "ks_total"), ("KS pre-training", "ks_pre"), ("p_var", "p_var"))
+    for ax, (metric, var) in zip(axes, metrics, strict=True):
+        for colour, (series, idx) in zip(
+            sns.color_palette("deep"), _series(xs, labels), strict=False
         ):
-            g = g.sort_values("n")
             ax.errorbar(
-                g.n,
-                g.value,
-                yerr=2 * g.se,
+                xs[idx],
+                risk[var].values[idx],
+                yerr=2 * risk[f"{var}_se"].values[idx],
                 marker="o",
                 capsize=3,
                 color=colour,
-                label=f"α = {alpha:g}",
+                label=series or None,
             )
+            if metric != "p_var":
+                ax.plot(xs[idx], risk["ks_critical_01"].values[idx], ":", color=colour, lw=1)
         if metric != "p_var":
-            ax.plot(
-                sub.sort_values("n").n,
-                sub.sort_values("n").crit,
-                "k:",
-                label="KS 1% critical value",
-            )
-        column = {"KS total": "ks_total", "KS pre-training": "ks_pre"}.get(metric, "p_var")
-        _reference(ax, reference, "n", column)
-        ax.set_xscale("log")
-        ax.set_xlabel("n")
+            ax.plot([], [], "k:", lw=1, label="KS 1% critical value")
+        _reference(ax, reference, x_name, var)
+        _log_if_wide(ax, xs, np.ones_like(xs))
+        ax.set_xlabel(x_name)
         ax.set_title(metric + ("  (ε = tol·σ² d_eff)" if metric == "p_var" else ""))
         ax.set_ylim(bottom=0)
     axes[0].legend(fontsize=8)
@@ -194,24 +215,28 @@ def closed_forms_figure(risk: xr.Dataset, th: xr.Dataset) -> Any:
     axes[0].set_title("law of m·Rep at the largest m")
     axes[0].legend(fontsize=8)
     ax = axes[1]
-    for alpha in np.unique(risk["alpha"].values):
-        sel = np.flatnonzero(risk["alpha"].values == alpha)
-        sel = sel[np.argsort(risk["m"].values[sel])]
+    x_name, xs, labels = layout(risk, "m")
+    for k, (series, idx) in enumerate(_series(xs, labels)):
+        tag = f" ({series})" if series else ""
         ax.errorbar(
-            risk["m"].values[sel],
-            risk["mean_m_rep"].values[sel],
-            yerr=2 * risk["se_m_rep"].values[sel],
+            xs[idx],
+            risk["mean_m_rep"].values[idx],
+            yerr=2 * risk["se_m_rep"].values[idx],
             marker="o",
             capsize=3,
-            label=f"Monte Carlo mean ± 2 s.e., α = {alpha:g}",
+            color="C0" if k == 0 else f"C{5 + k}",
+            label=f"Monte Carlo mean ± 2 s.e.{tag}",
         )
-    for j, (name, (var, label)) in enumerate(forms.items()):
-        colour, ls = styles.get(name, (f"C{4 + j}", "-"))
-        ax.axhline(float(th[var].values[i].sum()), color=colour, ls=ls, label=f"{label} E‖L(Z)‖²")
-    ax.set_xscale("log")
-    ax.set_xlabel("m")
+        for j, (name, (var, label)) in enumerate(forms.items()):  # each point's own limit
+            colour, ls = styles.get(name, (f"C{4 + j}", "-"))
+            means = [float(th[var].values[p].sum()) for p in idx]
+            ax.plot(
+                xs[idx], means, color=colour, ls=ls, label=f"{label} E‖L(Z)‖²" if k == 0 else None
+            )
+    _log_if_wide(ax, xs, np.ones_like(xs))
+    ax.set_xlabel(x_name)
     ax.set_ylabel("E m·Rep")
-    ax.set_title("mean of m·Rep against the limit's mean")
+    ax.set_title("mean of m·Rep against the limit's mean at each point")
     ax.legend(fontsize=8)
     fig.suptitle("Numerical limit vs the paper's printed and corrected closed forms")
     fig.tight_layout()
@@ -248,14 +273,16 @@ def diagnostics_figure(risk: xr.Dataset, th: xr.Dataset) -> Any:
         ax.set_title(f"per-entry variance of {out.description}", fontsize=9)
         ax.legend(fontsize=8)
     ax = axes[0][-1]
-    gap = risk["orbit_invariance_error"]
-    ax.plot(risk["n"].values, gap.max("replicate").values, "o")
-    ax.set_xscale("log")
+    gap = risk["orbit_invariance_error"].max("replicate").values
+    x_name, xs, labels = layout(risk, "n")
+    for series, idx in _series(xs, labels):
+        ax.plot(xs[idx], gap[idx], "o", label=series or None)
+    _log_if_wide(ax, xs, np.ones_like(xs))
     ax.set_yscale("symlog", linthresh=1e-16)  # exact zeros (permutations) stay visible
     ax.set_ylim(bottom=0)
     ax.axhline(1e-10, color="C3", ls=":", label="tolerance 1e-10")
     ax.legend(fontsize=8)
-    ax.set_xlabel("n")
+    ax.set_xlabel(x_name)
     ax.set_title("orbit invariance: max |Δ risk term| under alignment", fontsize=9)
     fig.tight_layout()
     return fig
@@ -368,18 +395,7 @@ def means_figure(risk: xr.Dataset, th: xr.Dataset) -> Any:
     series per combination of the other swept parameters, beside E||L(Z)||^2 of the limit
     at each point, the case's closed forms and its declared bounds."""
     _backend()
-    from .stages import grid_axes, series_labels
-
-    points = [Point.from_json(str(text), trusted=True) for text in risk["point_json"].values]
-    numeric, others = grid_axes(points)
-    sizes = ("n", "alpha", "m")
-    candidates = [k for k in numeric if k not in sizes]
-    x_name = candidates[0] if candidates else "m"
-    # along m, n is m / alpha: not a series of its own
-    tied = {"m", "n"} if x_name == "m" else {"m"}
-    series = others + [k for k in numeric if k != x_name and k not in tied]
-    labels = np.array(series_labels(points, series))
-    x = np.array([p.settings[x_name] for p in points], float)
+    x_name, x, labels = layout(risk, "m")
     fig, ax = plt.subplots(figsize=(7.5, 5.0))
     drawn: list = []
     for colour, label in zip(sns.color_palette("deep"), dict.fromkeys(labels), strict=False):

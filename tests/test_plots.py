@@ -1,0 +1,90 @@
+"""Figures for a grid over any parameter: one series per combination of the other swept
+parameters, each point with its own limit (a two-parameter grid, n x d)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+from twostage import plots, stages
+from twostage.config import expand_study
+
+STUDY = {
+    "case": "factor",
+    "replicates": 30,
+    "seed": 5,
+    "sampling": "sufficient",
+    "alpha": 2.0,
+    "population": {"k": 2, "factor_strengths": [3.0, 1.0]},
+    "grid": {"n": [40, 200], "d": [5, 7]},
+    "ks_bootstrap": 5,
+}
+
+
+@pytest.fixture(scope="module")
+def study():
+    points = expand_study("grid2", STUDY)
+    with threadpool_limits(limits=1):
+        shards = []
+        for p in points:
+            sim = stages.simulate(p, 0, p.replicates)
+            shards.append([stages.downstream(stages.align(stages.pretrain(sim)), sim)])
+        return stages.aggregate(shards, [stages.theory(p) for p in points], ks_bootstrap=5)
+
+
+def _xy(line):
+    return tuple(np.asarray(line.get_xdata(), float)), tuple(np.asarray(line.get_ydata(), float))
+
+
+def test_layout_names_the_swept_parameters(study):
+    risk, _ = study
+    x_name, x, labels = plots.layout(risk, "n")
+    assert x_name == "n" and sorted(set(labels)) == ["d=5", "d=7"]
+    x_name, x, labels = plots.layout(risk, "m")
+    assert x_name == "d" and sorted(set(labels)) == ["n=200", "n=40"]
+    assert sorted(x) == [5, 5, 7, 7]
+
+
+def test_two_parameter_grid_gives_one_series_per_other_value(study):
+    risk, th = study
+    plots._backend()
+    fig = plots.convergence_figure(risk)
+    ax = fig.axes[0]
+    # one errorbar series per d, each along n = (40, 200); never a line joining two d's
+    series = [c.lines[0] for c in ax.containers]
+    assert len(series) == 2
+    for line in series:
+        assert _xy(line)[0] == (40.0, 200.0)
+    assert {t.get_text() for t in ax.get_legend().get_texts()} >= {"d=5", "d=7"}
+    plots.plt.close(fig)
+
+    fig = plots.means_figure(risk, th)
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "d"
+    # each series' limit line passes through its own points' E||L(Z)||^2 (one per point)
+    limit_lines = [line for line in ax.lines if line.get_linestyle() == "--"]
+    want = set()
+    for label in ("n=40", "n=200"):
+        _, x, labels = plots.layout(risk, "m")
+        sel = np.flatnonzero(labels == label)
+        sel = sel[np.argsort(x[sel])]
+        want.add((tuple(x[sel]), tuple(th["mean_L2"].values[sel])))
+    assert {_xy(line) for line in limit_lines} == want
+    assert all(len(set(y)) == 2 for _, y in want)  # d changes the limit: one per point
+    plots.plt.close(fig)
+
+    fig = plots.cdf_figure(risk, th, max_panels=2)
+    assert len(fig.axes) == 2 * 3  # a row per d
+    titles = [ax.get_title() for ax in fig.axes]
+    assert any("d=5" in t for t in titles) and any("d=7" in t for t in titles)
+    plots.plt.close(fig)
+
+
+def test_every_figure_of_a_two_parameter_grid_is_drawn(study, tmp_path):
+    risk, th = study
+    paths = plots.draw_all(risk, th, tmp_path)
+    assert sorted(p.name for p in paths) == sorted(
+        f"{n}.{fmt}" for n in plots.FIGURES for fmt in plots.FORMATS
+    )
+    assert all(p.stat().st_size > 0 for p in paths)
