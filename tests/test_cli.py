@@ -12,6 +12,7 @@ from conftest import ROOT, script
 
 from twostage import run_point
 from twostage.config import expand_study, load_config
+from twostage.plots import FIGURES, FORMATS
 
 STAGES = ("simulate", "pretrain", "align", "downstream", "theory", "risk", "figures")
 
@@ -86,13 +87,9 @@ def chain(tmp_path_factory):
 
 def test_chain_by_hand_equals_the_api(chain):
     tmp, point, f = chain
-    assert sorted(p.name for p in (tmp / "fig").iterdir()) == [
-        "cdf.png",
-        "closed_forms.png",
-        "convergence.png",
-        "diagnostics.png",
-        "means.png",
-    ]
+    assert sorted(p.name for p in (tmp / "fig").iterdir()) == sorted(
+        f"{name}.{fmt}" for name in FIGURES for fmt in FORMATS
+    )
     api = run_point(
         "factor",
         {**point.population, **point.estimator, "n": point.n, "alpha": point.alpha},

@@ -49,8 +49,8 @@ def tiny_run(tmp_path_factory):
 
 def test_run_writes_figures_and_aggregates(tiny_run):
     figs = sorted(p.name for p in (tiny_run / "results/tiny/figures").iterdir())
-    names = ["cdf", "closed_forms", "convergence", "diagnostics", "means"]
-    assert figs == sorted(f"{n}.{fmt}" for n in names for fmt in ("png", "pdf"))
+    assert figs == sorted(f"{n}.{fmt}" for n in FIGURES for fmt in ("png", "pdf"))
+    assert len(FIGURES) == 6
     risk = _open(tiny_run / "results/tiny/risk.nc")
     assert risk.sizes == {"point": 2, "replicate": 60}
     assert risk.attrs["stage"] == "risk" and risk.attrs["config_sha256"]

@@ -10,7 +10,10 @@
   CLT) and the orbit-invariance check;
 * ``means``: the Monte Carlo mean of m Rep against the swept parameter (one series per
   combination of the other swept parameters) beside the limit's E||L(Z)||^2, the case's
-  closed forms and the published bounds it declares.
+  closed forms and the published bounds it declares;
+* ``crossing``: when does pre-training pay off (the paper's Fig. 1, with data): the
+  asymptotic scaled risk of two-stage learning against alpha beside the downstream-only
+  baseline's, the crossing alpha_0, and the Monte Carlo of both estimators.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from .config import Point, study_defaults
 if TYPE_CHECKING:
     import xarray as xr
 
-FIGURES = ("cdf", "convergence", "closed_forms", "diagnostics", "means")
+FIGURES = ("cdf", "convergence", "closed_forms", "diagnostics", "means", "crossing")
 #: every figure is written in each of these formats (PNG for the report, PDF for papers)
 FORMATS = ("png", "pdf")
 #: matplotlib.pyplot, pandas and seaborn, imported on the first drawing call (the
@@ -424,6 +427,123 @@ def means_figure(risk: xr.Dataset, th: xr.Dataset) -> Any:
     return fig
 
 
+def crossing(alpha: np.ndarray, gain: np.ndarray, se: np.ndarray) -> tuple[float, float, float]:
+    """Where the Monte Carlo mean of ``gain`` (baseline minus two-stage scaled risk, paired
+    per replicate) changes sign along ``alpha``: linear interpolation in log alpha between
+    the bracketing points; the interval is where ``gain -+ 2 se`` change sign. NaN where
+    the sign does not change within the grid."""
+    order = np.argsort(alpha)
+    la, g, e = np.log(alpha[order]), gain[order], se[order]
+
+    def root(values: np.ndarray) -> float:
+        for i in range(len(values) - 1):
+            if values[i] < 0 <= values[i + 1] or values[i] >= 0 > values[i + 1]:
+                t = values[i] / (values[i] - values[i + 1])
+                return float(np.exp(la[i] + t * (la[i + 1] - la[i])))
+        return float("nan")
+
+    bounds = sorted([root(g - 2 * e), root(g + 2 * e)])
+    return root(g), bounds[0], bounds[1]
+
+
+def crossing_figure(risk: xr.Dataset, th: xr.Dataset) -> Any:
+    """The paper's Fig. 1 with data: sigma^2 d_eff + E||L(Z)||^2 / alpha against alpha (the
+    limit of two-stage learning), the flat sigma^2 d_base (downstream only), alpha_0 where
+    they cross, and at each alpha the Monte Carlo means (±2 s.e.) of both estimators at the
+    point of largest n; right, the probability that two-stage beats the baseline on the
+    same downstream sample, with the Monte Carlo crossing. One panel row per combination of
+    the swept parameters other than n and alpha."""
+    _backend()
+    from .stages import grid_axes, series_labels
+
+    points = [Point.from_json(str(text), trusted=True) for text in risk["point_json"].values]
+    numeric, others = grid_axes(points)
+    labels = np.array(series_labels(points, [k for k in others + numeric if k not in SIZES]))
+    groups = list(dict.fromkeys(labels))
+    fig, axes = plt.subplots(len(groups), 2, figsize=(12, 4.2 * len(groups)), squeeze=False)
+    has_base = "mean_n_base" in risk
+    for row, group in enumerate(groups):
+        sel = np.flatnonzero(labels == group)
+        alpha = th["alpha_eff"].values[sel]
+        # per alpha, the point of largest n (the closest to the limit)
+        best: dict[float, int] = {}
+        for i, a in zip(sel, np.round(risk["alpha"].values[sel], 12), strict=True):
+            if a not in best or risk["n"].values[i] > risk["n"].values[best[a]]:
+                best[a] = int(i)
+        idx = np.array([best[a] for a in sorted(best)])
+        i0 = int(sel[0])
+        sigma2, d_eff = float(th["noise_variance"][i0]), int(th["d_eff"][i0])
+        d_base, el2 = int(th["d_base"][i0]), float(th["mean_L2"][i0])
+        a0 = el2 / (sigma2 * (d_base - d_eff)) if d_base > d_eff else float("nan")
+        lo = min(alpha.min(), a0 if np.isfinite(a0) else alpha.min()) / 3
+        hi = max(alpha.max(), a0 if np.isfinite(a0) else alpha.max()) * 3
+        grid = np.geomspace(lo, hi, 200)
+        ax = axes[row, 0]
+        ax.plot(grid, sigma2 * d_eff + el2 / grid, "k-", label="two-stage limit σ²d_eff + E‖L‖²/α")
+        ax.axhline(sigma2 * d_base, color="C3", ls="-", label="downstream only σ² d_base")
+        if np.isfinite(a0):
+            ax.axvline(a0, color="0.4", ls="--", label=f"α₀ = {a0:.3g} (theory)")
+        a_mc = th["alpha_eff"].values[idx]
+        ax.errorbar(
+            a_mc,
+            risk["mean_scaled_excess_risk"].values[idx],
+            yerr=2 * risk["se_scaled_excess_risk"].values[idx],
+            fmt="o",
+            color="k",
+            capsize=3,
+            label="two-stage, Monte Carlo ±2 s.e.",
+        )
+        if has_base:
+            ax.errorbar(
+                a_mc,
+                risk["mean_n_base"].values[idx],
+                yerr=2 * risk["se_n_base"].values[idx],
+                fmt="s",
+                color="C3",
+                capsize=3,
+                label="downstream only, Monte Carlo ±2 s.e.",
+            )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("α = m / n")
+        ax.set_ylabel("n (R − σ²)")
+        ax.set_title(("" if not group else f"{group}: ") + "when does pre-training pay off?")
+        ax.legend(fontsize=7)
+        ax = axes[row, 1]
+        if has_base and len(idx) > 0:
+            ax.errorbar(
+                a_mc,
+                risk["p_beats_base"].values[idx],
+                yerr=2 * risk["p_beats_base_se"].values[idx],
+                fmt="o-",
+                capsize=3,
+                label="P(two-stage beats baseline), same sample",
+            )
+            ac, alo, ahi = crossing(
+                a_mc, risk["mean_gain_base"].values[idx], risk["se_gain_base"].values[idx]
+            )
+            if np.isfinite(ac):
+                ax.axvspan(
+                    alo if np.isfinite(alo) else ac,
+                    ahi if np.isfinite(ahi) else ac,
+                    color="C0",
+                    alpha=0.15,
+                    label=f"Monte Carlo crossing {ac:.3g} [{alo:.3g}, {ahi:.3g}]",
+                )
+            if np.isfinite(a0):
+                ax.axvline(a0, color="0.4", ls="--", label=f"α₀ = {a0:.3g} (theory)")
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_xscale("log")
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no downstream-only baseline\nMonte Carlo for this case", ha="center")
+            ax.set_axis_off()
+        ax.set_xlabel("α = m / n")
+    fig.suptitle(f"{risk.attrs.get('study')}: two-stage against downstream-only learning")
+    fig.tight_layout()
+    return fig
+
+
 def draw_sweep(sw: xr.Dataset, outdir: str | Path, reference: dict | None = None) -> list[Path]:
     """Draw the sweep figure into ``outdir`` (every format); return the paths."""
     _backend()
@@ -466,6 +586,7 @@ def draw_all(
         "closed_forms": lambda: closed_forms_figure(risk, th),
         "diagnostics": lambda: diagnostics_figure(risk, th),
         "means": lambda: means_figure(risk, th),
+        "crossing": lambda: crossing_figure(risk, th),
     }
     paths = []
     for name in FIGURES:

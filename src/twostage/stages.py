@@ -211,10 +211,12 @@ def downstream(al: xr.Dataset, sim: xr.Dataset) -> xr.Dataset:
     reps = al["replicate"].values
 
     estimate, aligned = al["representation"].values, al["representation_aligned"].values
+    base = None
     if case.stores_data:
         design = case.prepare_design(tr, _stored(sim))
         risk = case.downstream(tr, estimate, design, point.n)
         twin = case.downstream(tr, aligned, design, point.n)
+        base = case.baseline(tr, design, point.n)
     else:  # one draw of each design serves both representatives
         rngs = point.streams("downstream_data", reps)
         risk, twin = case.downstream_each_from_streams(
@@ -246,6 +248,14 @@ def downstream(al: xr.Dataset, sim: xr.Dataset) -> xr.Dataset:
             {"long_name": "max |change| of n Rep, n Leak, n Var under the aligning group element"},
         ),
     }
+    if base is not None:  # the downstream-only baseline on the same design (paper Sec. 5)
+        n_base = n * (base["rep"][1] + base["leak"][1] + base["var"][1])
+        extra["n_base"] = (("replicate",), n_base, {"long_name": "n (R_base - sigma^2)"})
+        extra["beats_base"] = (
+            ("replicate",),
+            (total < n_base).astype(np.int8),
+            {"long_name": "1 if two-stage's excess risk is below the baseline's"},
+        )
     entries = {v.name for v in case.outputs.entries}
     keep = [
         v
@@ -353,6 +363,11 @@ def combine_shards(shards: Sequence[xr.Dataset]) -> xr.Dataset:
     return ds
 
 
+def _se(x: np.ndarray) -> float:
+    """Monte Carlo standard error of the mean of ``x`` (NaN for one value)."""
+    return float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
+
+
 def summarise(
     ds: xr.Dataset, th: xr.Dataset, p_var_tolerance: float, ks_bootstrap: int
 ) -> dict[str, float]:
@@ -369,8 +384,7 @@ def summarise(
     out: dict[str, float] = {}
     for v in SUMMARISED:
         x = ds[v].values
-        out[f"mean_{v}"] = float(x.mean())
-        out[f"se_{v}"] = float(x.std(ddof=1) / np.sqrt(r)) if r > 1 else float("nan")
+        out[f"mean_{v}"], out[f"se_{v}"] = float(x.mean()), _se(x)
     weights = th["limit_weights"].values
     sigma2, d_eff = float(th["noise_variance"]), int(th["d_eff"])
     alpha_eff = float(th["alpha_eff"])
@@ -395,6 +409,12 @@ def summarise(
     p = float(np.mean(np.abs(ds["n_var"].values - sigma2 * d_eff) > eps))
     out["p_var"], out["p_var_se"] = p, float(np.sqrt(p * (1 - p) / r))
     out["ks_critical_01"] = float(stats.kstwo.ppf(0.99, r))
+    if "n_base" in ds:  # the downstream-only baseline, paired with two-stage per replicate
+        base, gain = ds["n_base"].values, ds["n_base"].values - ds["scaled_excess_risk"].values
+        out["mean_n_base"], out["se_n_base"] = float(base.mean()), _se(base)
+        out["mean_gain_base"], out["se_gain_base"] = float(gain.mean()), _se(gain)
+        q = float(np.mean(ds["beats_base"].values))
+        out["p_beats_base"], out["p_beats_base_se"] = q, float(np.sqrt(q * (1 - q) / r))
     for flag in outputs.flags:  # failures are counted and kept, never dropped
         out[f"n_not_{flag}"] = float(np.sum(~ds[flag].values.astype(bool)))
     return out

@@ -200,6 +200,29 @@ def standard_outputs(
     )
 
 
+def baseline_outputs() -> tuple[Output, ...]:
+    """The declarations of the downstream-only baseline's per-replicate outputs (cases
+    whose :meth:`CaseStudy.baseline` computes it)."""
+    r = ("replicate",)
+    return (
+        Output(
+            "n_base",
+            "downstream",
+            r,
+            "n (R_base - sigma^2) of the downstream-only baseline (OLS on the raw x, "
+            "exact, averaged over label noise)",
+            aggregate=True,
+        ),
+        Output(
+            "beats_base",
+            "downstream",
+            r,
+            "two-stage excess risk below the baseline's on the same downstream sample",
+            aggregate=True,
+        ),
+    )
+
+
 def _concat(parts: Sequence[Variables]) -> Variables:
     """Concatenate per-chunk Variables along their leading replicate axis."""
     return {
@@ -296,6 +319,15 @@ class CaseStudy(abc.ABC):
         """Parameter-level diagnostics of the aligned representatives (alignment stage).
         Default: none."""
         return {}
+
+    def baseline(
+        self, truth: Mapping[str, np.ndarray], design: Mapping[str, np.ndarray], n: int
+    ) -> Variables | None:
+        """The downstream-only baseline of paper Section 5 (the ERM over the full model on
+        the downstream sample alone) on the same design: its exact conditional ``rep``,
+        ``leak`` and ``var`` per replicate, or None when the case has none (default). A case
+        returning it declares :func:`baseline_outputs`."""
+        return None
 
     @abc.abstractmethod
     def downstream(

@@ -142,3 +142,15 @@ def risk_variables(
         "var": (("replicate",), var, {"long_name": "variance term sigma^2 tr(Sigma Sigma_n^+)/n"}),
         "d_eff_n": (("replicate",), rank_n.astype(np.int64), {"long_name": "rank Sigma_n"}),
     }
+
+
+def baseline_variables(
+    sigma_x: np.ndarray, w_star: np.ndarray, sigma2: float, s_n: np.ndarray, n: int
+) -> Variables:
+    """The downstream-only baseline for linear f*: min-norm OLS on the raw x (d_base = d),
+    i.e. :func:`risk_variables` with the identity as features: ``rep`` is 0 up to rounding,
+    ``leak`` is 0 once ``S_n`` is invertible, ``var = sigma^2 tr(Sigma_x S_n^+)/n``
+    (``E[n var] = sigma^2 d n / (n - d - 1)`` for a Gaussian design)."""
+    eye = np.broadcast_to(np.eye(s_n.shape[-1]), s_n.shape)
+    out = risk_variables(sigma_x, w_star, sigma2, eye, s_n, n, "Rep of the baseline (0)")
+    return {k: out[k] for k in ("rep", "leak", "var")}

@@ -24,8 +24,23 @@ from ...groups import OrthogonalGroup, haar_orthogonal, random_orthogonal
 from ...limits import directional_derivatives, gchisq_weights, gram, pad_weights, sandwich
 from ...linalg import eigh_descending, psd_sqrt
 from ...manifolds import FixedRankPSD
-from .._base import CaseStudy, ClosedForm, KeyPath, Output, Outputs, Variables, standard_outputs
-from .._linear import covariance_draws, design_covariance, population_fit, risk_variables
+from .._base import (
+    CaseStudy,
+    ClosedForm,
+    KeyPath,
+    Output,
+    Outputs,
+    Variables,
+    baseline_outputs,
+    standard_outputs,
+)
+from .._linear import (
+    baseline_variables,
+    covariance_draws,
+    design_covariance,
+    population_fit,
+    risk_variables,
+)
 
 F, C, F_ = "feature", "component", "feature_"
 
@@ -69,6 +84,7 @@ class FactorModel(CaseStudy):
                 d_eff="effective dimension d_eff = k",
                 d_base="downstream-only dimension d_base = d",
             ),
+            *baseline_outputs(),
             Output("eigenvalues", "pretrain", ("replicate", C), "top-k eigenvalues of S_m"),
             Output("eigenvectors", "pretrain", ("replicate", F, C), "top-k eigenvectors of S_m"),
             Output(
@@ -243,6 +259,13 @@ class FactorModel(CaseStudy):
                 {"long_name": "||M_hat - M*||_F (orbit-invariant)"},
             ),
         }
+
+    def baseline(
+        self, truth: Mapping[str, np.ndarray], design: Mapping[str, np.ndarray], n: int
+    ) -> Variables:
+        """OLS on the raw x (d_base = d): ``rep`` 0, ``var = sigma^2 tr(Sigma_x S_n^+)/n``."""
+        s_n = design_covariance(design)
+        return baseline_variables(truth["Sigma_x"], truth["w_star"], truth["sigma2"], s_n, n)
 
     def downstream(
         self,

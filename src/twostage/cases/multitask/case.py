@@ -33,9 +33,10 @@ from .._base import (
     Output,
     Outputs,
     Variables,
+    baseline_outputs,
     standard_outputs,
 )
-from .._linear import design_covariance, isotropic_design, risk_variables
+from .._linear import baseline_variables, design_covariance, isotropic_design, risk_variables
 from .data import accumulate, draw_chunks, statistics_from_samples, task_matrix
 from .estimator import erm, method_of_moments
 from .theory import bounds, closed_forms, limit, task_second_moment
@@ -69,6 +70,7 @@ class MultiTask(CaseStudy):
                 d_base="downstream-only dimension d_base = d",
                 rep="Rep = ||(I - P_hat) B* theta_0||^2",
             ),
+            *baseline_outputs(),
             Output(
                 "converged",
                 "pretrain",
@@ -330,6 +332,13 @@ class MultiTask(CaseStudy):
                 {"long_name": "||P_hat - P*||_F (orbit-invariant)"},
             ),
         }
+
+    def baseline(
+        self, truth: Mapping[str, np.ndarray], design: Mapping[str, np.ndarray], n: int
+    ) -> Variables:
+        """OLS on the raw x (d_base = d): ``rep`` 0, ``var = sigma^2 tr(Sigma_x S_n^+)/n``."""
+        s_n = design_covariance(design)
+        return baseline_variables(np.eye(s_n.shape[-1]), truth["w_star"], truth["sigma2"], s_n, n)
 
     def downstream(
         self,

@@ -42,8 +42,17 @@ from ...groups import OrthogonalGroup
 from ...limits import directional_derivatives, gchisq_weights, gram, pad_weights, sandwich
 from ...linalg import sym
 from ...manifolds import FixedRankPSD
-from .._base import CaseStudy, ClosedForm, KeyPath, Output, Outputs, Variables, standard_outputs
-from .._linear import design_covariance, isotropic_design, risk_variables
+from .._base import (
+    CaseStudy,
+    ClosedForm,
+    KeyPath,
+    Output,
+    Outputs,
+    Variables,
+    baseline_outputs,
+    standard_outputs,
+)
+from .._linear import baseline_variables, design_covariance, isotropic_design, risk_variables
 from .data import _accumulate, _coupling, _draw_chunks, instance_blocks, statistics_from_samples
 from .estimator import canonical_representative, excess_population_loss, minimise, starts
 from .theory import canonical_section, closed_forms, population_residual, score_covariance
@@ -77,6 +86,7 @@ class SpectralPretraining(CaseStudy):
                 d_base="downstream-only dimension d_base = d",
                 rep="Rep = ||(I - P_hat) m*||^2",
             ),
+            *baseline_outputs(),
             Output(
                 "converged",
                 "pretrain",
@@ -412,6 +422,13 @@ class SpectralPretraining(CaseStudy):
                 {"long_name": "m (L(M_hat) - L(M*)), population pre-training loss"},
             ),
         }
+
+    def baseline(
+        self, truth: Mapping[str, np.ndarray], design: Mapping[str, np.ndarray], n: int
+    ) -> Variables:
+        """OLS on the raw x (d_base = d): ``rep`` 0, ``var = sigma^2 tr(Sigma_x S_n^+)/n``."""
+        s_n = design_covariance(design)
+        return baseline_variables(np.eye(s_n.shape[-1]), truth["m_star"], truth["sigma2"], s_n, n)
 
     def downstream(
         self,
