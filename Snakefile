@@ -28,6 +28,7 @@ include: "workflow/rules/theory.smk"
 include: "workflow/rules/risk.smk"
 include: "workflow/rules/sweep.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/errata.smk"
 
 
 rule all:

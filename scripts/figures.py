@@ -18,7 +18,9 @@ def main(argv=None) -> None:
     p.add_argument("--theory", type=Path, help="aggregated theory.nc of the study")
     p.add_argument("--sweep", type=Path, help="sweep.nc of a theory-only study")
     p.add_argument("--outdir", type=Path, required=True, help="folder for the PNG figures")
-    p.add_argument("--table", type=Path, help="also write the per-point summary table (CSV)")
+    p.add_argument(
+        "--table", type=Path, help="also write the per-point summary table (CSV; .tex beside it)"
+    )
     p.add_argument("--reference", default="null", help="paper values to overlay (JSON mapping)")
     p.add_argument(
         "--max-panels",
@@ -50,9 +52,11 @@ def main(argv=None) -> None:
         table = stages.summary_table(risk)
     for path in paths:
         print(path)
-    if args.table:
-        with io.atomic_path(args.table) as tmp:
-            table.to_csv(tmp)
+    if args.table:  # CSV, and LaTeX (booktabs) beside it
+        from twostage.tables import write_table
+
+        for path in write_table(table, args.table):
+            print(path)
 
 
 if __name__ == "__main__":

@@ -80,7 +80,7 @@ def test_figures_are_redrawn_from_aggregated_files_copied_elsewhere(tiny_run, tm
     for name in ("risk.nc", "theory.nc"):
         shutil.copy2(tiny_run / "results/tiny" / name, tmp_path / "results/tiny" / name)
     res = snakemake(tmp_path, "figures", "--cores", "1", "--configfile", str(TINY))
-    assert _jobs(res) == {"plot", "figures", "provenance"}, res.stdout + res.stderr
+    assert _jobs(res) == {"plot", "figures", "provenance", "errata"}, res.stdout + res.stderr
     assert (tmp_path / "results/tiny/figures/cdf.png").is_file()
 
 
@@ -153,7 +153,7 @@ def _check_report(work, figures):
     assert all(w > 0 for w in widths.values()), widths
     for name, caption, _ in entries:
         assert caption.strip(), f"no caption for {name}"
-        if name != "provenance.yaml":
+        if name not in ("provenance.yaml", "errata.csv"):  # the run's, not a study's
             assert "Monte Carlo replicate" in caption and "Study" in caption, (name, caption)
     assert "tiny" in app
     assert (work / "results" / "report.png").stat().st_size > 0
@@ -198,7 +198,7 @@ def test_theory_only_sweep_with_fit_and_reference(tmp_path):
     )
     res = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg))
     jobs = _jobs(res)
-    assert jobs == {"theory", "sweep", "plot_sweep", "provenance", "all"}, jobs
+    assert jobs == {"theory", "sweep", "plot_sweep", "provenance", "errata", "all"}, jobs
     sw = _open(tmp_path / "results/ks/sweep.nc")
     assert sw.attrs["swept"] == "K" and list(sw["x"].values) == [2, 3, 4, 5]
     assert 0.9 < float(sw.attrs["fit_r2"]) <= 1.0

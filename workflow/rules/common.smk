@@ -102,7 +102,7 @@ def script(name):
 
 
 def all_figures():
-    out = ["results/provenance.yaml"]
+    out = ["results/provenance.yaml", "results/errata.csv"]
     for s in POINTS:
         if is_sweep(s):
             out += [f"results/{s}/figures/sweep.{fmt}" for fmt in FORMATS]

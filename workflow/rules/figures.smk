@@ -10,6 +10,7 @@ rule plot:
         figures=figure_outputs(FIGURES, "png"),
         pdf=figure_outputs(FIGURES, "pdf"),
         table=reported("results/{study}/summary.csv", "summary", "Tables", table="summary"),
+        latex="results/{study}/summary.tex",
     params:
         script=script("figures"),
         outdir="results/{study}/figures",

@@ -31,6 +31,7 @@ rule plot_sweep:
         figure=figure_outputs(["sweep"], "png"),
         pdf=figure_outputs(["sweep"], "pdf"),
         table=reported("results/{study}/sweep.csv", "sweep_table", "Tables", table="sweep"),
+        latex="results/{study}/sweep.tex",
     params:
         script=script("figures"),
         outdir="results/{study}/figures",

@@ -105,12 +105,29 @@ class Bound:
 
 
 @dataclass(frozen=True)
+class Erratum:
+    """A closed form the paper prints, for the errata table: set against its correction
+    (if any), our numerical limit and the Monte Carlo at the study's largest m.
+
+    ``monte_carlo`` is a per-replicate variable of ``risk.nc``; ``numerical``, ``printed``
+    and ``corrected`` are theory outputs, each either generalized chi-square weights (dims
+    ``('term',)``, compared in law by KS and in mean) or a scalar mean."""
+
+    label: str
+    monte_carlo: str
+    numerical: str
+    printed: str
+    corrected: str | None = None
+
+
+@dataclass(frozen=True)
 class Outputs:
     """Everything a case produces beyond the framework's own variables."""
 
     variables: tuple[Output, ...]
     closed_forms: tuple[ClosedForm, ...] = ()
     bounds: tuple[Bound, ...] = ()
+    errata: tuple[Erratum, ...] = ()
     by_name: dict[str, Output] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -133,6 +150,14 @@ class Outputs:
                     f"bound {bound.name!r}: {bound.variable!r} is not a declared scalar "
                     "theory output"
                 )
+        for erratum in self.errata:
+            for ref in (erratum.numerical, erratum.printed, erratum.corrected):
+                if ref is not None and (
+                    ref not in self.by_name or self.by_name[ref].stage != "theory"
+                ):
+                    raise ValueError(
+                        f"erratum {erratum.label!r} refers to {ref!r}, not a declared theory output"
+                    )
         for v in self.variables:
             for ref in (v.law, *(p for _, p in v.predictions)):
                 if ref is not None and (

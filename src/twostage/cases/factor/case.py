@@ -27,6 +27,7 @@ from ...manifolds import FixedRankPSD
 from .._base import (
     CaseStudy,
     ClosedForm,
+    Erratum,
     KeyPath,
     Output,
     Outputs,
@@ -118,6 +119,15 @@ class FactorModel(CaseStudy):
         closed_forms=(
             ClosedForm("printed", "closed_form_printed", "paper's printed Cor. 6.4"),
             ClosedForm("corrected", "closed_form_corrected", "corrected Cor. 6.4"),
+        ),
+        errata=(
+            Erratum(
+                "factor Cor. 6.4 (I.14-I.17): law of m Rep",
+                "m_rep",
+                "limit_weights",
+                "closed_form_printed",
+                "closed_form_corrected",
+            ),
         ),
     )
 

@@ -45,6 +45,7 @@ from ...manifolds import FixedRankPSD
 from .._base import (
     CaseStudy,
     ClosedForm,
+    Erratum,
     KeyPath,
     Output,
     Outputs,
@@ -165,6 +166,27 @@ class SpectralPretraining(CaseStudy):
         closed_forms=(
             ClosedForm("printed", "closed_form_printed", "paper's printed Cor. 6.3 / (H.39)"),
             ClosedForm("corrected", "closed_form_corrected", "(H.39) with the Riemannian Hessian"),
+        ),
+        errata=(
+            Erratum(
+                "spectral Cor. 6.3 / (H.39): law of m Rep",
+                "m_rep",
+                "limit_weights",
+                "closed_form_printed",
+                "closed_form_corrected",
+            ),
+            Erratum(
+                "spectral (H.40): law of m (L(M_hat) - L(M*))",
+                "excess_pretrain_loss",
+                "law_excess_pretrain_loss",
+                "excess_pretrain_loss_h40",
+            ),
+            Erratum(
+                "spectral (H.41): mean of m (L(M_hat) - L(M*))",
+                "excess_pretrain_loss",
+                "law_excess_pretrain_loss",
+                "mean_excess_pretrain_loss_h41",
+            ),
         ),
     )
 

@@ -1,0 +1,150 @@
+"""Tables of results: every table is written as CSV and, beside it, as LaTeX (booktabs),
+ready for a paper."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def latex(df: Any, caption: str | None = None) -> str:
+    """``df`` as a LaTeX booktabs table (``\\toprule``/``\\midrule``/``\\bottomrule``),
+    floats with 4 significant digits, the index as the first column."""
+    styler = df.style.format(lambda v: f"{v:.4g}" if isinstance(v, float) else str(v))
+    styler = styler.format_index(escape="latex", axis=1).format_index(escape="latex", axis=0)
+    return styler.to_latex(hrules=True, caption=caption)
+
+
+def write_table(df: Any, csv_path: str | Path, caption: str | None = None) -> list[Path]:
+    """Write ``df`` to ``csv_path`` and to the same path with suffix ``.tex`` (each
+    atomically); return both paths."""
+    from .io import atomic_path
+
+    csv_path = Path(csv_path)
+    tex_path = csv_path.with_suffix(".tex")
+    with atomic_path(csv_path) as tmp:
+        df.to_csv(tmp)
+    with atomic_path(tex_path) as tmp:
+        Path(tmp).write_text(latex(df, caption))
+    return [csv_path, tex_path]
+
+
+#: a paper value read off a figure "agrees" with ours within this relative difference (the
+#: reading error of a value taken from a plot)
+READING_TOLERANCE = 0.10
+
+
+def _law_or_mean(values: Any) -> tuple[Any, float]:
+    """(weights or None, mean) of a theory output at one point: weights of a generalized
+    chi-square (1-d) or a scalar mean."""
+    import numpy as np
+
+    arr = np.asarray(values, dtype=float)
+    return (arr, float(arr.sum())) if arr.ndim == 1 else (None, float(arr))
+
+
+def errata(mc: Any, sweeps: Any = ()) -> Any:
+    """The errata table: for every closed form a case declares as printed by the paper
+    (``Outputs.errata``), at the largest m of each Monte Carlo study of that case, the
+    printed, corrected and numerical means, the Monte Carlo mean ± s.e., the KS distance of
+    the Monte Carlo to each law (with the 1% critical value) and a verdict; and for every
+    theory-only study with values read off the paper's figure (its ``reference``), the
+    paper's value against our numerical limit at the same x.
+
+    Parameters
+    ----------
+    mc : iterable of (risk, theory) xarray Datasets (aggregated), one pair per study
+    sweeps : iterable of (sweep Dataset, reference mapping or None)
+
+    Returns
+    -------
+    pandas.DataFrame, one row per compared quantity
+    """
+    import numpy as np
+    import pandas as pd
+    from scipy import stats
+
+    from .cases import get_case
+    from .gchisq import GeneralizedChiSquare
+
+    rows = []
+    for risk, th in mc:
+        case = get_case(str(risk.attrs["case"]))
+        i = int(np.argmax(risk["m"].values))
+        for e in case.outputs.errata:
+            x = np.asarray(risk[e.monte_carlo].values[i], dtype=float)
+            r = len(x)
+            crit = float(stats.kstwo.ppf(0.99, r))
+            row = {
+                "study": risk.attrs.get("study"),
+                "quantity": e.label,
+                "m": int(risk["m"].values[i]),
+                "n": int(risk["n"].values[i]),
+                "replicates": r,
+                "mc_mean": float(x.mean()),
+                "mc_se": float(x.std(ddof=1) / np.sqrt(r)),
+                "ks_critical_01": crit,
+            }
+            verdicts = []
+            for role in ("printed", "corrected", "numerical"):
+                var = getattr(e, role)
+                if var is None:
+                    row[role], row[f"ks_{role}"] = float("nan"), float("nan")
+                    continue
+                weights, mean = _law_or_mean(th[var].values[i])
+                row[role] = mean
+                if weights is None:
+                    z = (mean - row["mc_mean"]) / row["mc_se"]
+                    row[f"ks_{role}"] = float("nan")
+                    verdicts.append(
+                        f"{role} mean {'rejected' if abs(z) > 4 else 'consistent'} (z = {z:.1f})"
+                    )
+                else:
+                    ks = float(stats.kstest(x, GeneralizedChiSquare(weights).cdf).statistic)
+                    row[f"ks_{role}"] = ks
+                    verdicts.append(f"{role} {'rejected' if ks > crit else 'consistent'}")
+            row["verdict"] = "; ".join(verdicts)
+            rows.append(row)
+    for sw, reference in sweeps:
+        if not reference:
+            continue
+        name = str(sw.attrs.get("swept"))
+        xs, ours = sw["x"].values, sw["mean_L2"].values
+        for value, paper in zip(
+            reference.get(name, []), reference.get("mean_L2", []), strict=False
+        ):
+            hit = np.flatnonzero(np.isclose(xs, float(value)))
+            if hit.size == 0:
+                continue
+            mine = float(ours[hit[0]])
+            ratio = float(paper) / mine
+            ok = abs(ratio - 1) <= READING_TOLERANCE
+            rows.append(
+                {
+                    "study": sw.attrs.get("study"),
+                    "quantity": f"{reference.get('label', 'paper')}: "
+                    f"E||L(Z)||^2 at {name} = {value:g}",
+                    "printed": float(paper),
+                    "numerical": mine,
+                    "verdict": (f"agrees within {READING_TOLERANCE:.0%}" if ok else "differs")
+                    + f" (paper / ours = {ratio:.3g})",
+                }
+            )
+    columns = [
+        "study",
+        "quantity",
+        "m",
+        "n",
+        "replicates",
+        "printed",
+        "corrected",
+        "numerical",
+        "mc_mean",
+        "mc_se",
+        "ks_printed",
+        "ks_corrected",
+        "ks_numerical",
+        "ks_critical_01",
+        "verdict",
+    ]
+    return pd.DataFrame(rows, columns=columns).set_index(["study", "quantity"])
