@@ -25,6 +25,7 @@ from ...limits import directional_derivatives, gchisq_weights, gram, pad_weights
 from ...linalg import eigh_descending, psd_sqrt
 from ...manifolds import FixedRankPSD
 from .._base import (
+    Bound,
     CaseStudy,
     ClosedForm,
     Erratum,
@@ -63,6 +64,29 @@ def population_residual(
 
 
 T, T_ = "tangent", "tangent_"
+
+
+def prior_art(a: np.ndarray, beta: np.ndarray) -> Variables:
+    """Published rates for the pre-training term on the scale of E||L(Z)||^2 (the
+    coefficient of 1/alpha), as applied to this model in paper Section 6.2, with
+    ``D = max(||A*||_op, ||beta*||, 1)``: Ge, Tang, Fan & Jin 2024 (Thm 4.4)
+    ``D^12 (D^4 + sigma_min(A*)^-4) d``, and the paper's own rate ``D^2 (d - k)``; both up to
+    unknown constants (drawn with unit constants)."""
+    d, k = a.shape
+    sv = np.linalg.svd(a, compute_uv=False)
+    big_d = max(float(sv.max()), float(np.linalg.norm(beta)), 1.0)
+    return {
+        "bound_ge": (
+            (),
+            np.float64(big_d**12 * (big_d**4 + float(sv.min()) ** -4) * d),
+            {"long_name": "Ge et al. 2024 Thm 4.4 rate D^12 (D^4 + sigma_min^-4) d"},
+        ),
+        "bound_paper_rate": (
+            (),
+            np.float64(big_d**2 * (d - k)),
+            {"long_name": "the paper's rate D^2 (d - k) (Section 6.2)"},
+        ),
+    }
 
 
 class FactorModel(CaseStudy):
@@ -112,6 +136,8 @@ class FactorModel(CaseStudy):
             ),
             Output("closed_form_printed", "theory", ("term",), "printed Cor. 6.4 weights"),
             Output("closed_form_corrected", "theory", ("term",), "corrected Cor. 6.4 weights"),
+            Output("bound_ge", "theory", (), "Ge et al. 2024 Thm 4.4 rate (unit constant)"),
+            Output("bound_paper_rate", "theory", (), "the paper's Section 6.2 rate"),
             Output("law_eigvec_error", "theory", ("term",), "Anderson's limit of eigvec_error"),
             Output("hessian", "theory", (T, T_), "Riemannian Hessian of L_pre at M*"),
             Output("score_cov", "theory", (T, T_), "covariance of the Riemannian score"),
@@ -119,6 +145,10 @@ class FactorModel(CaseStudy):
         closed_forms=(
             ClosedForm("printed", "closed_form_printed", "paper's printed Cor. 6.4"),
             ClosedForm("corrected", "closed_form_corrected", "corrected Cor. 6.4"),
+        ),
+        bounds=(
+            Bound("ge", "bound_ge", "Ge et al. 2024 Thm 4.4 (paper §6.2), rate, unit constant"),
+            Bound("paper_rate", "bound_paper_rate", "paper §6.2 rate D²(d−k), unit constant"),
         ),
         errata=(
             Erratum(
@@ -361,4 +391,5 @@ class FactorModel(CaseStudy):
             "noise_variance": ((), np.float64(truth["sigma2"]), {"long_name": "noise variance"}),
             "d_eff": ((), np.int64(k), {"long_name": "effective dimension d_eff = k"}),
             "d_base": ((), np.int64(d), {"long_name": "downstream-only dimension d_base = d"}),
+            **prior_art(truth["A"], truth["beta"]),
         }

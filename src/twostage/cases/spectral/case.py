@@ -43,6 +43,7 @@ from ...limits import directional_derivatives, gchisq_weights, gram, pad_weights
 from ...linalg import sym
 from ...manifolds import FixedRankPSD
 from .._base import (
+    Bound,
     CaseStudy,
     ClosedForm,
     Erratum,
@@ -147,6 +148,8 @@ class SpectralPretraining(CaseStudy):
             ),
             Output("closed_form_printed", "theory", ("term",), "printed Cor. 6.3 / (H.39)"),
             Output("closed_form_corrected", "theory", ("term",), "corrected (H.39)"),
+            Output("bound_cabannes", "theory", (), "Cabannes et al. 2023 Thm 4 rate"),
+            Output("bound_paper_rate", "theory", (), "the paper's Section 6.1 rate k^2 (d - k)"),
             Output("law_excess_pretrain_loss", "theory", ("term",), "limit 1/2 Z^T H_R Z weights"),
             Output("excess_pretrain_loss_h40", "theory", ("term",), "(H.40) limit weights"),
             Output("mean_excess_pretrain_loss_h41", "theory", (), "printed mean (H.41)"),
@@ -166,6 +169,14 @@ class SpectralPretraining(CaseStudy):
         closed_forms=(
             ClosedForm("printed", "closed_form_printed", "paper's printed Cor. 6.3 / (H.39)"),
             ClosedForm("corrected", "closed_form_corrected", "(H.39) with the Riemannian Hessian"),
+        ),
+        bounds=(
+            Bound(
+                "cabannes",
+                "bound_cabannes",
+                "Cabannes et al. 2023 Thm 4 (paper App. H.7), rate, unit constant",
+            ),
+            Bound("paper_rate", "bound_paper_rate", "paper §6.1 rate k²(d−k), unit constant"),
         ),
         errata=(
             Erratum(
@@ -548,6 +559,19 @@ class SpectralPretraining(CaseStudy):
                     "long_name": "weights of the paper's (H.40) limit <Z, Sigma Z Sigma> "
                     "(Euclidean part only; Z ~ N(0, V) with the Riemannian V)"
                 },
+            ),
+            "bound_cabannes": (
+                (),
+                np.float64(k * (d - k) * np.sum(truth["beta"] ** 2 / np.diag(m_star)[:k])),
+                {
+                    "long_name": "Cabannes et al. 2023 Thm 4 as applied in App. H.7 (lambda = 0): "
+                    "k (d - k) ||R^-1/2 beta*||^2, R = A* A*^T (rate)"
+                },
+            ),
+            "bound_paper_rate": (
+                (),
+                np.float64(k**2 * (d - k)),
+                {"long_name": "the paper's Section 6.1 rate k^2 (d - k)"},
             ),
             "mean_excess_pretrain_loss_h41": (
                 (),
