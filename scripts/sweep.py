@@ -16,12 +16,15 @@ def main(argv=None) -> None:
 
     fits = schema()["$defs"]["study"]["properties"]["fit"]["enum"]
     p.add_argument("--fit", choices=fits, default=study_defaults()["fit"])
+    p.add_argument(
+        "--x", default=None, help="a scalar theory output as x (default: the swept parameter)"
+    )
     p.add_argument("--out", type=cli.nc_path, required=True, help="output sweep.nc")
     args = p.parse_args(argv)
     from twostage import io, stages
 
     theories = [io.read_dataset(path, "theory") for path in args.theory]
-    io.write_dataset(stages.sweep(theories, args.fit), args.out, "sweep")
+    io.write_dataset(stages.sweep(theories, args.fit, args.x), args.out, "sweep")
 
 
 if __name__ == "__main__":

@@ -27,3 +27,39 @@ def test_fit_r2_is_below_one_with_noise_and_bad_kind_fails():
     assert 0.5 < fit_curve(x, y, "quadratic")["r2"] < 1.0
     with pytest.raises(ValueError, match="fit must be"):
         fit_curve(x, y, "cubic")
+
+
+def test_sweep_against_a_scalar_output_of_the_limit():
+    """A sweep over a list-valued parameter (factor_strengths) drawn against the limit's
+    scalar D: x = D of each point, one series, and E||L(Z)||^2 falls with D (stronger
+    factors, canonical loadings)."""
+    from twostage import stages
+    from twostage.config import expand_study, validate_config
+
+    study = {
+        "case": "factor",
+        "replicates": 0,
+        "sweep_x": "D",
+        "population": {"d": 6, "k": 2, "loadings": "canonical"},
+        "grid": {"factor_strengths": [[1.0, 0.5], [4.0, 2.0], [16.0, 8.0]]},
+    }
+    validate_config({"studies": {"s": study}})
+    points = expand_study("s", study)
+    sw = stages.sweep([stages.theory(p) for p in points], "power", "D")
+    np.testing.assert_allclose(sw["x"].values, [1.0, 2.0, 4.0])
+    assert set(sw["series"].values) == {""} and sw.attrs["swept"] == "D"
+    assert np.all(np.diff(sw["mean_L2"].values) < 0)
+
+
+def test_sweep_x_must_be_a_scalar_theory_output():
+    from twostage.config import validate_config
+    from twostage.errors import ConfigError
+
+    bad = {
+        "case": "factor",
+        "replicates": 0,
+        "sweep_x": "limit_weights",
+        "population": {"d": 6, "k": 2, "factor_strengths": [2.0, 1.0]},
+    }
+    with pytest.raises(ConfigError, match=r"studies\.s\.sweep_x.*scalar theory output"):
+        validate_config({"studies": {"s": bad}})

@@ -161,6 +161,21 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
     for name, study in cfg["studies"].items():
         # Expanding validates every point's parameters (grid values included).
         expand_study(name, study)
+        x = study.get("sweep_x")
+        if x is not None:
+            from .cases import get_case
+
+            out = get_case(study["case"]).outputs.by_name.get(x)
+            if out is None or out.stage != "theory" or out.dims != ():
+                scalars = sorted(
+                    v.name
+                    for v in get_case(study["case"]).outputs.variables
+                    if v.stage == "theory" and v.dims == ()
+                )
+                raise ConfigError(
+                    f"invalid config key 'studies.{name}.sweep_x': expected a scalar theory "
+                    f"output of case {study['case']!r} ({', '.join(scalars)}); got {x!r}"
+                )
     return cfg
 
 
@@ -430,7 +445,7 @@ def expand_config(config: Mapping[str, Any]) -> dict[str, list[Point]]:
 
 
 #: Study keys used only by the aggregation and figures (not part of any point).
-SETTINGS = ("p_var_tolerance", "ks_bootstrap", "cdf_panels", "fit", "reference")
+SETTINGS = ("p_var_tolerance", "ks_bootstrap", "cdf_panels", "fit", "sweep_x", "reference")
 
 
 def study_defaults() -> dict[str, Any]:

@@ -588,28 +588,38 @@ def series_labels(points: Sequence[Point], keys: Sequence[str]) -> list[str]:
     return [", ".join(f"{k}={p.settings[k]}" for k in keys) for p in points]
 
 
-def sweep(theories: Sequence[xr.Dataset], fit: str = "none") -> xr.Dataset:
+def sweep(
+    theories: Sequence[xr.Dataset], fit: str = "none", x_output: str | None = None
+) -> xr.Dataset:
     """A theory-only study: E||L(Z)||^2 (with its Monte Carlo s.e. when the case gives one)
-    against the one numeric grid parameter that varies, one series per combination of the
-    other varying parameters (e.g. the estimator), with a fitted curve and its R^2 per
-    series."""
+    against the one numeric grid parameter that varies (or, with ``x_output``, a scalar
+    output of the limit summarising the list-valued swept parameters, e.g. the factor
+    model's ``D``), one series per combination of the other varying parameters (e.g. the
+    estimator), with a fitted curve and its R^2 per series."""
     points = [point_of(th) for th in theories]
     numeric, others = grid_axes(points)
-    if len(numeric) != 1:
+    if x_output is not None:
+        missing = [p.point_id for p, th in zip(points, theories, strict=True) if x_output not in th]
+        if missing:
+            raise InputFileError(f"no scalar {x_output!r} in the theory files of {missing}")
+        xs = [float(th[x_output]) for th in theories]
+        x_name = x_output
+        listed = {k for k in others if isinstance(points[0].settings[k], list)}
+        others = [k for k in numeric + others if k not in listed]
+    elif len(numeric) != 1:
         raise InputFileError(
             f"a sweep varies exactly one numeric parameter; these points vary {numeric}"
         )
-    x_name = numeric[0]
+    else:
+        x_name = numeric[0]
+        xs = [float(p.settings[x_name]) for p in points]
     labels = series_labels(points, others)
-    order = sorted(
-        range(len(points)),
-        key=lambda i: (labels[i], points[i].settings[x_name], points[i].point_id),
-    )
+    order = sorted(range(len(points)), key=lambda i: (labels[i], xs[i], points[i].point_id))
     points = [points[i] for i in order]
     labels = [labels[i] for i in order]
     ds = aggregate_theory(points, [theories[i] for i in order])
     ds = ds.assign_coords(
-        x=("point", np.array([p.settings[x_name] for p in points], float)),
+        x=("point", np.array([xs[i] for i in order], float)),
         series=("point", np.array(labels, dtype=object)),
     )
     ds["x"].attrs["long_name"] = x_name

@@ -87,6 +87,11 @@ def sweep_fit(wildcards):
     return SETTINGS[wildcards.study]["fit"]
 
 
+def sweep_x_arg(wildcards):
+    x = SETTINGS[wildcards.study]["sweep_x"]
+    return "" if x is None else f"--x {x}"
+
+
 def reference_json(wildcards):
     return json.dumps(SETTINGS[wildcards.study]["reference"], sort_keys=True)
 

@@ -9,6 +9,7 @@ rule sweep:
     params:
         script=script("sweep"),
         fit=sweep_fit,
+        x=sweep_x_arg,
     resources:
         runtime=runtime_minutes("risk"),
         mem_mb=memory_mb("risk"),
@@ -20,8 +21,8 @@ rule sweep:
     conda:
         "../../envs/twostage.yaml"
     shell:
-        "python {params.script} --theory {input.theory} --fit {params.fit} --out {output} "
-        "> {log} 2>&1"
+        "python {params.script} --theory {input.theory} --fit {params.fit} {params.x} "
+        "--out {output} > {log} 2>&1"
 
 
 rule plot_sweep:

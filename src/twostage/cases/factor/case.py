@@ -76,6 +76,8 @@ def prior_art(a: np.ndarray, beta: np.ndarray) -> Variables:
     sv = np.linalg.svd(a, compute_uv=False)
     big_d = max(float(sv.max()), float(np.linalg.norm(beta)), 1.0)
     return {
+        "D": ((), np.float64(big_d), {"long_name": "D = max(||A*||_op, ||beta*||, 1)"}),
+        "sigma_min_A": ((), np.float64(sv.min()), {"long_name": "sigma_min(A*)"}),
         "bound_ge": (
             (),
             np.float64(big_d**12 * (big_d**4 + float(sv.min()) ** -4) * d),
@@ -138,6 +140,8 @@ class FactorModel(CaseStudy):
             Output("closed_form_corrected", "theory", ("term",), "corrected Cor. 6.4 weights"),
             Output("bound_ge", "theory", (), "Ge et al. 2024 Thm 4.4 rate (unit constant)"),
             Output("bound_paper_rate", "theory", (), "the paper's Section 6.2 rate"),
+            Output("D", "theory", (), "D = max(||A*||_op, ||beta*||, 1) (paper Section 6.2)"),
+            Output("sigma_min_A", "theory", (), "smallest singular value of A*"),
             Output("law_eigvec_error", "theory", ("term",), "Anderson's limit of eigvec_error"),
             Output("hessian", "theory", (T, T_), "Riemannian Hessian of L_pre at M*"),
             Output("score_cov", "theory", (T, T_), "covariance of the Riemannian score"),
