@@ -121,18 +121,18 @@ def _browser():
 #: every image of the report decoded in the page: name -> naturalWidth
 _LOAD_IMAGES = """
 const done = arguments[arguments.length - 1];
-const images = Object.values(results).filter(r => r.mime_type.startsWith("image/"));
-Promise.all(images.map(r => new Promise(ok => {
+const images = Object.entries(results).filter(([, r]) => r.mime_type.startsWith("image/"));
+Promise.all(images.map(([path, r]) => new Promise(ok => {
     const img = new Image();
-    img.onload = () => ok([r.name, img.naturalWidth]);
-    img.onerror = () => ok([r.name, 0]);
+    img.onload = () => ok([path, img.naturalWidth]);
+    img.onerror = () => ok([path, 0]);
     img.src = r.data_uri;
 }))).then(pairs => done(Object.fromEntries(pairs)));
 """
 
 
-def _check_report(work, figures):
-    """Open results/report.html in headless Chromium: every figure is in it and decodes
+def _check_report(work, figures, studies=("tiny",)):
+    """Open results/report.html in headless Chromium: every figure (by path) is in it and decodes
     (naturalWidth > 0), every caption is there with its study's settings, the app renders;
     a screenshot is saved beside the report."""
     html = work / "results" / "report.html"
@@ -143,7 +143,7 @@ def _check_report(work, figures):
         driver.get(html.as_uri())
         widths = driver.execute_async_script(_LOAD_IMAGES)
         entries = driver.execute_script(
-            "return Object.values(results).map(r => [r.name, r.caption, r.mime_type]);"
+            "return Object.entries(results).map(([path, r]) => [path, r.caption, r.mime_type]);"
         )
         app = driver.execute_script("return document.getElementById('app').innerText;")
         driver.save_screenshot(str(work / "results" / "report.png"))
@@ -153,15 +153,15 @@ def _check_report(work, figures):
     assert all(w > 0 for w in widths.values()), widths
     for name, caption, _ in entries:
         assert caption.strip(), f"no caption for {name}"
-        if name not in ("provenance.yaml", "errata.csv"):  # the run's, not a study's
+        if name not in ("results/provenance.yaml", "results/errata.csv"):  # the run's
             assert "Monte Carlo replicate" in caption and "Study" in caption, (name, caption)
-    assert "tiny" in app
+    assert all(study in app for study in studies), app
     assert (work / "results" / "report.png").stat().st_size > 0
 
 
 def test_report_opens_in_a_browser_with_every_figure_and_caption(tiny_run):
     snakemake(tiny_run, *REPORT, "--configfile", str(TINY))
-    _check_report(tiny_run, [f"{n}.png" for n in FIGURES])
+    _check_report(tiny_run, [f"results/tiny/figures/{n}.png" for n in FIGURES])
     for name in FIGURES:  # and every figure as PDF too
         assert (tiny_run / f"results/tiny/figures/{name}.pdf").stat().st_size > 0
 
@@ -179,7 +179,7 @@ def test_figures_are_redrawn_after_deleting_all_but_aggregated_files(tiny_run):
     (tiny_run / "results/report.html").unlink(missing_ok=True)
     res = snakemake(tiny_run, *REPORT, "--configfile", str(TINY))
     assert _jobs(res) <= {"figures"}, res.stdout + res.stderr
-    _check_report(tiny_run, [f"{n}.png" for n in FIGURES])
+    _check_report(tiny_run, [f"results/tiny/figures/{n}.png" for n in FIGURES])
 
 
 def test_theory_only_sweep_with_fit_and_reference(tmp_path):
