@@ -18,9 +18,7 @@ def main(argv=None) -> None:
         "--theory", type=Path, nargs="*", default=[], help="theory.nc of each study (same order)"
     )
     p.add_argument("--sweep", type=Path, nargs="*", default=[], help="sweep.nc of each sweep")
-    p.add_argument(
-        "--references", default="{}", help="JSON mapping: sweep study -> its reference values"
-    )
+    p.add_argument("--references", default="{}", help="JSON mapping: study -> its reference values")
     p.add_argument("--out", type=Path, required=True, help="output CSV (.tex written beside it)")
     args = p.parse_args(argv)
     if args.out.suffix != ".csv":
@@ -44,7 +42,7 @@ def main(argv=None) -> None:
     for path in args.sweep:
         sw = io.read_dataset(path, "sweep")
         sweeps.append((sw, references.get(str(sw.attrs.get("study")))))
-    for path in write_table(errata(mc, sweeps), args.out):
+    for path in write_table(errata(mc, sweeps, references), args.out):
         print(path)
 
 

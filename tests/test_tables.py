@@ -71,3 +71,21 @@ def test_tables_are_written_as_csv_and_booktabs_latex(factor_study, tmp_path):
     assert all(rule in tex for rule in ("\\toprule", "\\midrule", "\\bottomrule"))
     assert "Cor. 6.4" in tex and "printed rejected" in tex
     assert "\\toprule" in latex(stages.summary_table(risk))
+
+
+def test_errata_sets_values_read_off_limit_curves_against_our_limit(factor_study):
+    """A Monte Carlo study's reference values of the limit curves (median of the total and
+    of the pre-training law, the variance step) against ours at the largest n."""
+    from twostage.gchisq import GeneralizedChiSquare
+
+    risk, th = factor_study
+    sigma2_k = float(th["noise_variance"][0]) * 2
+    w = th["limit_weights"].values[0] / float(th["alpha_eff"][0])
+    median_pre = float(GeneralizedChiSquare(w).ppf(0.5))
+    reference = {"label": "fig", "limit_var": [sigma2_k], "limit_median_pre": [2 * median_pre]}
+    table = errata([(risk, th)], references={"f": reference})
+    rows = table.loc["f"]
+    assert rows.loc["fig: limit of n Var (sigma^2 d_eff)", "verdict"].startswith("agrees")
+    row = rows.loc["fig: median of the limit of n Rep"]
+    assert row["verdict"] == "differs (paper / ours = 2)"
+    np.testing.assert_allclose(row["numerical"], median_pre)
