@@ -32,18 +32,9 @@ def test_bartlett_draws_have_the_wishart_moments():
 
 
 def _run(study: dict):
-    from threadpoolctl import threadpool_limits
+    from twostage import run_study
 
-    from twostage import stages
-    from twostage.config import expand_study
-
-    points = expand_study("s", study)
-    with threadpool_limits(limits=1):
-        shards = []
-        for p in points:
-            sim = stages.simulate(p, 0, p.replicates)
-            shards.append([stages.downstream(stages.align(stages.pretrain(sim)), sim)])
-        return stages.aggregate(shards, [stages.theory(p) for p in points], ks_bootstrap=0)
+    return run_study({**study, "ks_bootstrap": 0}, "s")
 
 
 def test_downstream_only_baseline_has_its_exact_finite_n_mean():

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 
-from twostage import plots, stages
-from twostage.config import expand_study
+from twostage import plots, run_study
 
 STUDY = {
     "case": "factor",
@@ -24,13 +22,7 @@ STUDY = {
 
 @pytest.fixture(scope="module")
 def study():
-    points = expand_study("grid2", STUDY)
-    with threadpool_limits(limits=1):
-        shards = []
-        for p in points:
-            sim = stages.simulate(p, 0, p.replicates)
-            shards.append([stages.downstream(stages.align(stages.pretrain(sim)), sim)])
-        return stages.aggregate(shards, [stages.theory(p) for p in points], ks_bootstrap=5)
+    return run_study(STUDY, "grid2")
 
 
 def _xy(line):

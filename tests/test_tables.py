@@ -5,18 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
-from threadpoolctl import threadpool_limits
 
-from twostage import stages
-from twostage.config import expand_study
+from twostage import run_study, stages
 from twostage.tables import errata, latex, write_table
 
 
 @pytest.fixture(scope="module")
 def factor_study():
     """Factor model at m = 2e4 (sufficient statistics), 600 replicates."""
-    (point,) = expand_study(
-        "f",
+    return run_study(
         {
             "case": "factor",
             "replicates": 600,
@@ -25,12 +22,10 @@ def factor_study():
             "population": {"d": 8, "k": 2, "factor_strengths": [3.0, 0.8]},
             "n": 10000,
             "alpha": 2.0,
+            "ks_bootstrap": 0,
         },
+        "f",
     )
-    with threadpool_limits(limits=1):
-        sim = stages.simulate(point, 0, point.replicates)
-        down = stages.downstream(stages.align(stages.pretrain(sim)), sim)
-        return stages.aggregate([[down]], [stages.theory(point)], ks_bootstrap=0)
 
 
 def test_errata_rejects_the_printed_factor_form_and_accepts_ours(factor_study):

@@ -17,6 +17,7 @@ from ._version import __version__
 #: public name -> submodule defining it
 _LAZY = {
     "run_point": "api",
+    "run_study": "api",
     "REGISTRY": "cases",
     "get_case": "cases",
     "Point": "config",

@@ -8,7 +8,7 @@ from typing import Any
 import xarray as xr
 
 from . import stages
-from .config import SAMPLE_SIZE_KEYS, case_keys, expand_study
+from .config import SAMPLE_SIZE_KEYS, case_keys, expand_study, study_settings
 from .errors import ConfigError
 from .threads import one_thread
 
@@ -105,3 +105,36 @@ def run_point(
         "risk": risk,
         "theory_summary": th_summary,
     }
+
+
+def run_study(study: Mapping[str, Any], name: str = "notebook") -> tuple[xr.Dataset, xr.Dataset]:
+    """Run a whole (small) study in-process: every point of its grid, all replicates in one
+    shard, then the aggregation; the numbers equal the workflow's for the same study.
+
+    Parameters
+    ----------
+    study : mapping
+        A study as in the configuration file (``case``, ``replicates``, ``population``,
+        ``grid``, ...); validated, defaults filled in.
+    name : str
+        The study's name (part of no seed).
+
+    Returns
+    -------
+    (risk, theory) : the aggregated datasets, as ``risk.nc`` and ``theory.nc``
+    """
+    points = expand_study(name, dict(study))
+    if points[0].replicates < 1:
+        raise ConfigError(f"invalid config key '{name}.replicates': expected >= 1 replicate")
+    settings = study_settings(study)
+    with one_thread():
+        shards = []
+        for point in points:
+            sim = stages.simulate(point, 0, point.replicates)
+            shards.append([stages.downstream(stages.align(stages.pretrain(sim)), sim)])
+        return stages.aggregate(
+            shards,
+            [stages.theory(point) for point in points],
+            p_var_tolerance=settings["p_var_tolerance"],
+            ks_bootstrap=settings["ks_bootstrap"],
+        )
