@@ -28,6 +28,9 @@ def main(argv=None) -> None:
         default=study_defaults()["cdf_panels"],
         help="at most this many n values per CDF panel",
     )
+    p.add_argument(
+        "--x", default=None, help="means figure: a scalar theory output as x (study key sweep_x)"
+    )
     args = p.parse_args(argv)
     if bool(args.sweep) == bool(args.risk or args.theory) or bool(args.risk) != bool(args.theory):
         p.error("give --risk and --theory, or --sweep")
@@ -48,7 +51,7 @@ def main(argv=None) -> None:
     else:
         risk = io.read_dataset(args.risk, "risk")
         theory = io.read_dataset(args.theory, "theory_summary")
-        paths = plots.draw_all(risk, theory, args.outdir, args.max_panels, reference)
+        paths = plots.draw_all(risk, theory, args.outdir, args.max_panels, reference, args.x)
         table = stages.summary_table(risk)
     for path in paths:
         print(path)

@@ -80,3 +80,25 @@ def test_every_figure_of_a_two_parameter_grid_is_drawn(study, tmp_path):
         f"{n}.{fmt}" for n in plots.FIGURES for fmt in plots.FORMATS
     )
     assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_means_against_a_scalar_output_of_the_limit():
+    """A Monte Carlo grid over factor_strengths drawn against the limit's D (sweep_x)."""
+    risk, th = run_study(
+        {
+            "case": "factor",
+            "replicates": 20,
+            "sampling": "sufficient",
+            "n": 2000,
+            "alpha": 2.0,
+            "sweep_x": "D",
+            "population": {"d": 6, "k": 2, "loadings": "canonical"},
+            "grid": {"factor_strengths": [[1.0, 0.5], [4.0, 2.0], [16.0, 8.0]]},
+        },
+        "xd",
+    )
+    x_name, x, labels = plots.layout(risk, "m", "D", th)
+    assert x_name == "D" and sorted(x) == [1.0, 2.0, 4.0] and set(labels) == {""}
+    fig = plots.means_figure(risk, th, "D")
+    assert fig.axes[0].get_xlabel() == "D"
+    plots.plt.close(fig)

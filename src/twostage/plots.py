@@ -89,19 +89,27 @@ def _grid_x(sample: np.ndarray) -> np.ndarray:
 SIZES = ("n", "alpha", "m")
 
 
-def layout(risk: xr.Dataset, along: str = "n") -> tuple[str, np.ndarray, np.ndarray]:
+def layout(
+    risk: xr.Dataset, along: str = "n", x_output: str | None = None, th: Any = None
+) -> tuple[str, np.ndarray, np.ndarray]:
     """How a Monte Carlo study's points are drawn, whatever its grid: the x parameter, its
     value per point, and a series label per point naming the other swept parameters (one
     line per combination, never joining points that differ in anything but x).
 
     ``along="n"`` (convergence to the limit): x is n when n is swept, else the first
     swept model parameter, else alpha. ``along="m"`` (means of m Rep): x is the first swept
-    model parameter, else m.
+    model parameter, else m. ``x_output`` (the study key ``sweep_x``): x is that scalar
+    output of the limit (in ``th``), summarising the list-valued swept parameters.
     """
     from .stages import grid_axes, series_labels
 
     points = [Point.from_json(str(text), trusted=True) for text in risk["point_json"].values]
     numeric, others = grid_axes(points)
+    if x_output is not None:
+        listed = {k for k in others if isinstance(points[0].settings[k], list)}
+        series = [k for k in others + numeric if k not in listed]
+        labels = np.array(series_labels(points, series), dtype=object)
+        return x_output, np.asarray(th[x_output].values, float), labels
     params = [k for k in numeric if k not in SIZES]
     if along == "n":
         x_name = (
@@ -393,12 +401,12 @@ def sweep_figure(sw: xr.Dataset, reference: dict | None = None) -> Any:
     return fig
 
 
-def means_figure(risk: xr.Dataset, th: xr.Dataset) -> Any:
+def means_figure(risk: xr.Dataset, th: xr.Dataset, x_output: str | None = None) -> Any:
     """Mean m Rep (±2 s.e.) against the swept parameter (m for a sample-size sweep), one
     series per combination of the other swept parameters, beside E||L(Z)||^2 of the limit
     at each point, the case's closed forms and its declared bounds."""
     _backend()
-    x_name, x, labels = layout(risk, "m")
+    x_name, x, labels = layout(risk, "m", x_output, th)
     fig, ax = plt.subplots(figsize=(7.5, 5.0))
     drawn: list = []
     for colour, label in zip(sns.color_palette("deep"), dict.fromkeys(labels), strict=False):
@@ -573,6 +581,7 @@ def draw_all(
     outdir: str | Path,
     max_panels: int | None = None,
     reference: dict | None = None,
+    x_output: str | None = None,
 ) -> list[Path]:
     """Draw every figure into ``outdir`` (every format, written atomically); return the
     paths."""
@@ -585,7 +594,7 @@ def draw_all(
         "convergence": lambda: convergence_figure(risk, reference),
         "closed_forms": lambda: closed_forms_figure(risk, th),
         "diagnostics": lambda: diagnostics_figure(risk, th),
-        "means": lambda: means_figure(risk, th),
+        "means": lambda: means_figure(risk, th, x_output),
         "crossing": lambda: crossing_figure(risk, th),
     }
     paths = []

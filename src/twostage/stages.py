@@ -249,6 +249,12 @@ def downstream(al: xr.Dataset, sim: xr.Dataset) -> xr.Dataset:
         ),
     }
     if base is not None:  # the downstream-only baseline on the same design (paper Sec. 5)
+        for term in ("rep", "leak", "var"):
+            extra[f"n_base_{term}"] = (
+                ("replicate",),
+                n * base[term][1],
+                {"long_name": f"n {term.capitalize()} of the downstream-only baseline"},
+            )
         n_base = n * (base["rep"][1] + base["leak"][1] + base["var"][1])
         extra["n_base"] = (("replicate",), n_base, {"long_name": "n (R_base - sigma^2)"})
         extra["beats_base"] = (

@@ -16,6 +16,7 @@ rule plot:
         outdir="results/{study}/figures",
         panels=cdf_panels,
         reference=reference_json,
+        x=sweep_x_arg,
         about=study_about,
     resources:
         runtime=runtime_minutes("plot"),
@@ -30,7 +31,7 @@ rule plot:
     shell:
         "python {params.script} --risk {input.risk} --theory {input.theory} "
         "--outdir {params.outdir} --table {output.table} --max-panels {params.panels} "
-        "--reference {params.reference:q} > {log} 2>&1"
+        "--reference {params.reference:q} {params.x} > {log} 2>&1"
 
 
 rule figures:

@@ -229,7 +229,12 @@ def baseline_outputs() -> tuple[Output, ...]:
     """The declarations of the downstream-only baseline's per-replicate outputs (cases
     whose :meth:`CaseStudy.baseline` computes it)."""
     r = ("replicate",)
+    terms = tuple(
+        Output(f"n_base_{t}", "downstream", r, f"n {t.capitalize()} of the baseline (exact)")
+        for t in ("rep", "leak", "var")
+    )
     return (
+        *terms,
         Output(
             "n_base",
             "downstream",
