@@ -70,18 +70,20 @@ def test_every_stage_runs_as_a_slurm_job_with_identical_results(tmp_path, local_
     res = snakemake(tmp_path, *SLURM, "--configfile", str(_config(tmp_path)))
     subs = _submissions(res.stdout + res.stderr)
     kinds = {what for _, what in subs}
-    # one job per shard chain (1 point x 2 shards), one theory per point, risk, plot
+    # one job per shard chain (1 point x 2 shards), one theory per point, risk, plot, and
+    # the run's errata table (provenance is a local rule)
     assert kinds == {
         "group_shard_align_downstream_pretrain_simulate",
         "rule_theory",
         "rule_risk",
         "rule_plot",
+        "rule_errata",
     }, subs
     assert [w for _, w in subs].count("group_shard_align_downstream_pretrain_simulate") == 2
     covered = {
         r for w in kinds for r in w.removeprefix("group_shard_").removeprefix("rule_").split("_")
     }
-    assert covered == STAGE_RULES, covered
+    assert covered == STAGE_RULES | {"errata"}, covered
     risk, theory = local_risk
     xr.testing.assert_equal(_open(tmp_path / "results/tiny/risk.nc"), risk)
     xr.testing.assert_equal(_open(tmp_path / "results/tiny/theory.nc"), theory)
