@@ -7,12 +7,13 @@
 # Stages (one script each in scripts/, all netCDF in and out):
 #   simulate -> pretrain -> align -> downstream -> risk (+ theory) -> figures
 
+import os
 
 # The embedded default study, unless a study is given with --configfile (Snakemake would
-# otherwise merge the two).
+# otherwise merge the two); found beside this Snakefile, whatever --directory says.
 if not config.get("studies"):
 
-    configfile: "config/config.yaml"
+    configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 
@@ -35,3 +36,4 @@ rule all:
     default_target: True
     input:
         rules.figures.input,
+        all_aggregates(),

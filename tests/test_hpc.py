@@ -29,7 +29,7 @@ if shutil.which("sbatch") is None:
 
 SLURM = (
     "--workflow-profile",
-    str(ROOT / "workflow/profiles/slurm"),
+    str(ROOT / "profiles/slurm"),
     "--slurm-status-command",
     "squeue",
     "--slurm-no-account",

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 
 import pytest
 import xarray as xr
-from conftest import ROOT, snakemake
+from conftest import ROOT, env, snakemake
 
 from twostage.plots import FIGURES
 
@@ -29,6 +30,24 @@ def test_dry_run_and_lint_are_clean(tmp_path):
     )
     text = lint.stdout + lint.stderr
     assert lint.returncode == 0 and "Lints for" not in text, text
+
+
+def test_default_profile_is_applied_from_any_working_directory(tmp_path):
+    """Snakemake finds profiles/default beside the Snakefile: rerun-incomplete, all cores
+    and one thread per job apply to a plain `snakemake` run, from the project root or
+    (with -s) from elsewhere."""
+    exe = shutil.which("snakemake", path=env()["PATH"])
+    for cwd in (ROOT, tmp_path):
+        res = subprocess.run(
+            [exe, "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "-n"],
+            capture_output=True,
+            text=True,
+            env=env(),
+            cwd=cwd,
+        )
+        assert res.returncode == 0, res.stderr[-2000:]
+        text = res.stdout + res.stderr
+        assert "Using workflow specific profile" in text and "profiles/default" in text, text
 
 
 def test_bad_config_fails_before_any_job(tmp_path):
@@ -67,6 +86,17 @@ def test_results_do_not_depend_on_shards_or_cores(tiny_run, tmp_path):
     xr.testing.assert_equal(
         _open(tiny_run / "results/tiny/theory.nc"), _open(tmp_path / "results/tiny/theory.nc")
     )
+
+
+def test_all_remakes_a_missing_aggregate_though_its_figures_exist(tiny_run):
+    """risk.nc is a target of `all`: after it is lost (e.g. a failed risk job), a plain
+    rerun remakes it from the shards (and redraws what depends on it), never 'Nothing to
+    be done' beside stale figures."""
+    (tiny_run / "results/tiny/risk.nc").unlink()
+    res = snakemake(tiny_run, "--cores", "2", "--configfile", str(TINY))
+    jobs = _jobs(res)
+    assert "risk" in jobs and not jobs & {"simulate", "pretrain", "align", "downstream"}, jobs
+    assert (tiny_run / "results/tiny/risk.nc").is_file()
 
 
 def _jobs(res) -> set[str]:

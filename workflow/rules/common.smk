@@ -118,6 +118,18 @@ def all_figures():
     return out
 
 
+def all_aggregates():
+    """The aggregated files of every study: targets of `all`, so that a failed or deleted
+    risk/theory/sweep file is remade even when the figures drawn from it still exist."""
+    out = []
+    for s in POINTS:
+        if is_sweep(s):
+            out.append(f"results/{s}/sweep.nc")
+        else:
+            out += [f"results/{s}/risk.nc", f"results/{s}/theory.nc"]
+    return out
+
+
 # ---------------------------------------------------------------- report (make report)
 def reported(path, caption, kind, **labels):
     """``path`` marked for the Snakemake report, under its study's category, with the
