@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import xarray as xr
-from conftest import ROOT, script
+from conftest import ROOT, env, script
 
 from twostage import run_point
 from twostage.config import expand_study, load_config
@@ -196,3 +196,19 @@ def test_stage_jobs_run_one_blas_thread_even_for_libraries_loaded_late():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert res.stdout.strip() == "[1]", res.stdout + res.stderr
+
+
+def test_outputs_honour_the_umask(tmp_path):
+    """Outputs are written to a private temporary file and renamed: the final file gets the
+    mode any new file would (0666 minus the umask), not mkstemp's 0600."""
+    code = (
+        "import os, sys\n"
+        "os.umask(int(sys.argv[2], 8))\n"
+        "from twostage.io import atomic_path\n"
+        "with atomic_path(sys.argv[1]) as tmp:\n"
+        "    open(tmp, 'w').write('x')\n"
+    )
+    for umask, mode in (("022", 0o644), ("077", 0o600), ("002", 0o664)):
+        out = tmp_path / f"out{umask}.txt"
+        subprocess.run([sys.executable, "-c", code, str(out), umask], check=True, env=env())
+        assert out.stat().st_mode & 0o777 == mode, (umask, oct(out.stat().st_mode))

@@ -56,6 +56,13 @@ def _encoding(ds: xr.Dataset, stage: str) -> dict[str, dict]:
     return enc
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):  # noqa: ANN201
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success only."""
@@ -68,6 +75,8 @@ def atomic_path(path: str | os.PathLike):  # noqa: ANN201
     os.close(fd)
     try:
         yield tmp
+        # mkstemp creates 0600; the output gets the mode any new file would (0666 - umask)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
