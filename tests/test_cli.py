@@ -212,3 +212,27 @@ def test_outputs_honour_the_umask(tmp_path):
         out = tmp_path / f"out{umask}.txt"
         subprocess.run([sys.executable, "-c", code, str(out), umask], check=True, env=env())
         assert out.stat().st_mode & 0o777 == mode, (umask, oct(out.stat().st_mode))
+
+
+def test_outputs_are_checked_before_any_work(tmp_path):
+    """No output may overwrite an input or another output, be a directory, or lie under a
+    path that cannot be a directory: one line, exit 2, inputs untouched, nothing written."""
+    src = tmp_path / "simulate.nc"
+    src.write_bytes(b"not touched")
+    res = script("pretrain", "--in", str(src), "--out", str(src))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "--out" in res.stderr and "is also the input --in" in res.stderr
+    assert src.read_bytes() == b"not touched" and not list(tmp_path.glob(".simulate.nc.*"))
+    same = tmp_path / "r.nc"
+    res = script(
+        "risk", "--downstream", str(src), "--theory", str(src),
+        "--out-risk", str(same), "--out-theory", str(same),
+    )  # fmt: skip
+    _fails_cleanly(res, same, "--out-theory and --out-risk are the same file")
+    folder = tmp_path / "folder.nc"
+    folder.mkdir()
+    _fails_cleanly(script("theory", "--point", "{}", "--out", str(folder)), tmp_path / "x.nc",
+                   "is a directory")  # fmt: skip
+    under = src / "sub" / "out.nc"
+    _fails_cleanly(script("theory", "--point", "{}", "--out", str(under)), under,
+                   "is not a directory")  # fmt: skip

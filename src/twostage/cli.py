@@ -15,10 +15,67 @@ from pathlib import Path
 
 from .errors import ConfigError, TwostageError
 
+#: argument destinations that name outputs (every other path argument is an input)
+OUTPUT_DESTS = ("out", "out_risk", "out_theory", "table", "outdir")
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, like every other user error
         self.exit(2, f"error: {self.prog}: {message}\n")
+
+    def parse_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201
+        ns = super().parse_args(args, namespace)
+        check_paths(self, ns)
+        return ns
+
+
+def _flag(dest: str) -> str:
+    return "--" + ("in" if dest == "inp" else dest.replace("_", "-"))
+
+
+def _writable_dir(path: Path) -> str | None:
+    """Why files cannot be created in ``path`` (created if missing), or None."""
+    import os
+
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a directory"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"directory {probe} is not writable"
+    return None
+
+
+def check_paths(p: argparse.ArgumentParser, ns: argparse.Namespace) -> None:
+    """Before any work: no output may be an input or another output (it would be
+    overwritten), a file output may not be an existing directory, and every output's
+    directory must be creatable and writable."""
+    outs = [(d, Path(v)) for d in OUTPUT_DESTS if (v := getattr(ns, d, None)) is not None]
+    ins = []
+    for dest, value in vars(ns).items():
+        if dest in OUTPUT_DESTS:
+            continue
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, Path):
+                ins.append((dest, v))
+    seen: dict[Path, str] = {}
+    for dest, path in outs:
+        key = path.resolve()
+        for in_dest, in_path in ins:
+            if in_path.resolve() == key:
+                flags = f"{_flag(dest)} {path} is also the input {_flag(in_dest)}"
+                p.error(f"{flags}: refusing to overwrite it")
+        if key in seen:
+            p.error(f"{_flag(dest)} and {seen[key]} are the same file {path}")
+        seen[key] = _flag(dest)
+        if dest != "outdir" and path.is_dir():
+            p.error(f"{_flag(dest)} {path} is a directory; expected a file path")
+        why = _writable_dir(path if dest == "outdir" else path.parent)
+        if why:
+            p.error(f"{_flag(dest)} {path}: {why}")
 
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
