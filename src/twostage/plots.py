@@ -101,15 +101,13 @@ def layout(
     model parameter, else m. ``x_output`` (the study key ``sweep_x``): x is that scalar
     output of the limit (in ``th``), summarising the list-valued swept parameters.
     """
-    from .stages import grid_axes, series_labels
+    from .stages import grid_axes, keys_beside_output, series_labels
 
     points = [Point.from_json(str(text), trusted=True) for text in risk["point_json"].values]
-    numeric, others = grid_axes(points)
     if x_output is not None:
-        listed = {k for k in others if isinstance(points[0].settings[k], list)}
-        series = [k for k in others + numeric if k not in listed]
-        labels = np.array(series_labels(points, series), dtype=object)
+        labels = np.array(series_labels(points, keys_beside_output(points)), dtype=object)
         return x_output, np.asarray(th[x_output].values, float), labels
+    numeric, others = grid_axes(points)
     params = [k for k in numeric if k not in SIZES]
     if along == "n":
         x_name = (

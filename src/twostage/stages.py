@@ -589,6 +589,13 @@ def _key(value: Any) -> str:
     return seeding.canonical_json(value)
 
 
+def keys_beside_output(points: Sequence[Point]) -> list[str]:
+    """The swept parameters that make series when x is a scalar output of the limit (the
+    study key ``sweep_x``): all but the list-valued ones, which that output summarises."""
+    numeric, others = grid_axes(points)
+    return [k for k in others + numeric if not isinstance(points[0].settings[k], list)]
+
+
 def series_labels(points: Sequence[Point], keys: Sequence[str]) -> list[str]:
     """One label per point naming its values of ``keys`` (e.g. ``method=mom``)."""
     return [", ".join(f"{k}={p.settings[k]}" for k in keys) for p in points]
@@ -610,8 +617,7 @@ def sweep(
             raise InputFileError(f"no scalar {x_output!r} in the theory files of {missing}")
         xs = [float(th[x_output]) for th in theories]
         x_name = x_output
-        listed = {k for k in others if isinstance(points[0].settings[k], list)}
-        others = [k for k in numeric + others if k not in listed]
+        others = keys_beside_output(points)
     elif len(numeric) != 1:
         raise InputFileError(
             f"a sweep varies exactly one numeric parameter; these points vary {numeric}"
