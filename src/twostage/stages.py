@@ -320,7 +320,9 @@ def theory(point: Point) -> xr.Dataset:
 
 
 # ---------------------------------------------------------------------------- aggregation
-def _ks(sample: np.ndarray, law: Any) -> tuple[float, float, np.ndarray]:
+def ks_test(sample: np.ndarray, law: Any) -> tuple[float, float, np.ndarray]:
+    """KS distance and p-value of ``sample`` against ``law`` (anything with a ``cdf``),
+    and the law's CDF at the sorted sample."""
     from scipy import stats
 
     res = stats.kstest(sample, law.cdf)
@@ -369,7 +371,7 @@ def combine_shards(shards: Sequence[xr.Dataset]) -> xr.Dataset:
     return ds
 
 
-def _se(x: np.ndarray) -> float:
+def mc_se(x: np.ndarray) -> float:
     """Monte Carlo standard error of the mean of ``x`` (NaN for one value)."""
     return float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
 
@@ -390,7 +392,7 @@ def summarise(
     out: dict[str, float] = {}
     for v in SUMMARISED:
         x = ds[v].values
-        out[f"mean_{v}"], out[f"se_{v}"] = float(x.mean()), _se(x)
+        out[f"mean_{v}"], out[f"se_{v}"] = float(x.mean()), mc_se(x)
     weights = th["limit_weights"].values
     sigma2, d_eff = float(th["noise_variance"]), int(th["d_eff"])
     alpha_eff = float(th["alpha_eff"])
@@ -409,7 +411,7 @@ def summarise(
     b = int(ks_bootstrap)
     for label, (var, law) in laws.items():
         x = ds[var].values
-        out[f"ks_{label}"], out[f"ks_{label}_pvalue"], _ = _ks(x, law)
+        out[f"ks_{label}"], out[f"ks_{label}_pvalue"], _ = ks_test(x, law)
         out[f"ks_{label}_se"] = _ks_bootstrap_se(x, law, rng, b)
     eps = float(p_var_tolerance) * sigma2 * d_eff
     p = float(np.mean(np.abs(ds["n_var"].values - sigma2 * d_eff) > eps))
@@ -417,8 +419,8 @@ def summarise(
     out["ks_critical_01"] = float(stats.kstwo.ppf(0.99, r))
     if "n_base" in ds:  # the downstream-only baseline, paired with two-stage per replicate
         base, gain = ds["n_base"].values, ds["n_base"].values - ds["scaled_excess_risk"].values
-        out["mean_n_base"], out["se_n_base"] = float(base.mean()), _se(base)
-        out["mean_gain_base"], out["se_gain_base"] = float(gain.mean()), _se(gain)
+        out["mean_n_base"], out["se_n_base"] = float(base.mean()), mc_se(base)
+        out["mean_gain_base"], out["se_gain_base"] = float(gain.mean()), mc_se(gain)
         q = float(np.mean(ds["beats_base"].values))
         out["p_beats_base"], out["p_beats_base_se"] = q, float(np.sqrt(q * (1 - q) / r))
     for flag in outputs.flags:  # failures are counted and kept, never dropped

@@ -106,6 +106,7 @@ def errata(mc: Any, sweeps: Any = (), references: Any = None) -> Any:
 
     from .cases import get_case
     from .gchisq import GeneralizedChiSquare
+    from .stages import ks_test, mc_se
 
     rows = []
     for risk, th in mc:
@@ -122,7 +123,7 @@ def errata(mc: Any, sweeps: Any = (), references: Any = None) -> Any:
                 "n": int(risk["n"].values[i]),
                 "replicates": r,
                 "mc_mean": float(x.mean()),
-                "mc_se": float(x.std(ddof=1) / np.sqrt(r)),
+                "mc_se": mc_se(x),
                 "ks_critical_01": crit,
             }
             verdicts = []
@@ -140,7 +141,7 @@ def errata(mc: Any, sweeps: Any = (), references: Any = None) -> Any:
                         f"{role} mean {'rejected' if abs(z) > 4 else 'consistent'} (z = {z:.1f})"
                     )
                 else:
-                    ks = float(stats.kstest(x, GeneralizedChiSquare(weights).cdf).statistic)
+                    ks = ks_test(x, GeneralizedChiSquare(weights))[0]
                     row[f"ks_{role}"] = ks
                     verdicts.append(f"{role} {'rejected' if ks > crit else 'consistent'}")
             row["verdict"] = "; ".join(verdicts)
