@@ -35,6 +35,15 @@ def study_spec(case: str, params: Mapping[str, Any] | None = None, **keys: Any) 
     return spec
 
 
+def _chain(point: Any) -> tuple[xr.Dataset, xr.Dataset, xr.Dataset, xr.Dataset]:
+    """simulate -> pretrain -> align -> downstream of all the point's replicates, in one
+    shard (the workflow's stages, in memory)."""
+    sim = stages.simulate(point, 0, point.replicates)
+    pre = stages.pretrain(sim)
+    al = stages.align(pre)
+    return sim, pre, al, stages.downstream(al, sim)
+
+
 def run_point(
     case: str = "factor",
     params: Mapping[str, Any] | None = None,
@@ -88,10 +97,7 @@ def run_point(
     if point.replicates < 1:
         raise ConfigError("invalid config key 'run_point.replicates': expected >= 1 replicate")
     with one_thread():
-        sim = stages.simulate(point, 0, point.replicates)
-        pre = stages.pretrain(sim)
-        al = stages.align(pre)
-        down = stages.downstream(al, sim)
+        sim, pre, al, down = _chain(point)
         th = stages.theory(point)
         risk, th_summary = stages.aggregate(
             [[down]], [th], p_var_tolerance=p_var_tolerance, ks_bootstrap=ks_bootstrap
@@ -128,10 +134,7 @@ def run_study(study: Mapping[str, Any], name: str = "notebook") -> tuple[xr.Data
         raise ConfigError(f"invalid config key '{name}.replicates': expected >= 1 replicate")
     settings = study_settings(study)
     with one_thread():
-        shards = []
-        for point in points:
-            sim = stages.simulate(point, 0, point.replicates)
-            shards.append([stages.downstream(stages.align(stages.pretrain(sim)), sim)])
+        shards = [[_chain(point)[-1]] for point in points]
         return stages.aggregate(
             shards,
             [stages.theory(point) for point in points],
