@@ -50,20 +50,9 @@ from threadpoolctl import threadpool_limits
 
 from twostage.cases.gmm.em import em
 from twostage.cases.gmm.population import mixture_sample
+from twostage.cases.gmm.sklearn_reference import FixedWeightsAndVariance
 
 K, D, SEPARATION, INIT_SCALE, TOL, MAX_ITER = 4, 20, 2.0, 0.1, 1e-10, 1000
-
-
-class FixedWeightsAndVariance(SkGaussianMixture):
-    """scikit-learn's spherical EM with the weights held at 1/K and the variances at 1 (the
-    M-step of the spherical model, then the known parameters put back): our model."""
-
-    def _m_step(self, X, log_resp, xp=None):  # noqa: N803 (scikit-learn's name)
-        super()._m_step(X, log_resp)
-        k = self.n_components
-        self.weights_ = np.full(k, 1.0 / k)
-        self.covariances_ = np.ones(k)
-        self.precisions_cholesky_ = np.ones(k)
 
 
 def sklearn_loop(cls, x: np.ndarray, init: np.ndarray, tol_abs: np.ndarray) -> list:

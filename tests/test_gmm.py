@@ -42,6 +42,7 @@ from twostage.cases.gmm.population import (
     relabelled_population_fit,
     stratified_sample,
 )
+from twostage.cases.gmm.sklearn_reference import FixedWeightsAndVariance
 from twostage.cases.gmm.theory import (
     _g_l,
     finite_difference_gram,
@@ -296,18 +297,6 @@ def test_em_falls_back_to_the_max_shifted_form_where_the_reference_overflows(mon
         np.testing.assert_array_equal(out[key][2:], val, err_msg=key)
 
 
-class _FixedWeightsAndVariance(SkGaussianMixture):
-    """scikit-learn's EM with the weights fixed at 1/K and the variances at 1 (the M-step
-    of the spherical model, then the known parameters put back): our model."""
-
-    def _m_step(self, X, log_resp, xp=None):  # noqa: N803 (scikit-learn's name)
-        super()._m_step(X, log_resp)
-        k = self.n_components
-        self.weights_ = np.full(k, 1.0 / k)
-        self.covariances_ = np.ones(k)
-        self.precisions_cholesky_ = np.ones(k)
-
-
 def test_em_matches_scikit_learn():
     """(1) scikit-learn's spherical EM with weights and variances held at their known values
     gives the same centres to 1e-6; (2) the unconstrained spherical fit, whose variances come
@@ -321,7 +310,7 @@ def test_em_matches_scikit_learn():
     common = {"n_components": 3, "covariance_type": "spherical", "means_init": init[0]}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        fixed = _FixedWeightsAndVariance(
+        fixed = FixedWeightsAndVariance(
             **common,
             weights_init=np.full(3, 1 / 3),
             precisions_init=np.ones(3),
