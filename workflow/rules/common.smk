@@ -28,7 +28,6 @@ POINTS = expand_config(_validated)
 POINT_INDEX = {(s, p.point_id): p for s, pts in POINTS.items() for p in pts}
 SETTINGS = {s: study_settings(st) for s, st in _validated["studies"].items()}
 SCRIPTS = Path(workflow.basedir) / "scripts"
-PROVENANCE_VERSIONS = versions()
 SHARD = "results/{study}/points/{point}/shard{shard}"
 
 
@@ -85,6 +84,12 @@ def cdf_panels(wildcards):
 
 def sweep_fit(wildcards):
     return SETTINGS[wildcards.study]["fit"]
+
+
+def provenance_versions(wildcards):
+    """The recorded versions, computed only when the provenance job is in the DAG (not at
+    every Snakemake start, e.g. of each cluster job)."""
+    return versions()
 
 
 def sweep_x_arg(wildcards):

@@ -45,7 +45,7 @@ rule provenance:
     output:
         report("results/provenance.yaml", caption="../report/provenance.rst", category="Provenance"),
     params:
-        versions=PROVENANCE_VERSIONS,
+        versions=provenance_versions,
         studies=_validated["studies"],
     log:
         "results/logs/provenance.log",
