@@ -77,10 +77,10 @@ IMHOF_WARN = 1e-9
 _RAY_MAX_ANGLE = math.pi / 3
 #: ... and by no more than keeps ``|psi|`` on it below this bound.
 _RAY_PSI_BOUND = 8.0
-#: Doublings of the step tried by ppf's bracketing before giving up.
+#: Doublings of the step in the ladder that brackets ppf's quantiles.
 _BRACKET_STEPS = 200
-#: Relative tolerance of brentq in ppf (the smallest scipy accepts).
-_BRENT_RTOL = 4.0 * float(np.finfo(float).eps)
+#: Relative tolerance of the root finder in ppf (4 eps, as brentq allows at least).
+_ROOT_RTOL = 4.0 * float(np.finfo(float).eps)
 #: Largest number of chi-square variates held in memory at once by :meth:`rvs`.
 _RVS_CHUNK = 1 << 22
 #: Ruben's terms whose chi-square CDF is within exp(-_WINDOW_LOG) of 0 or 1 are not
@@ -378,7 +378,7 @@ class GeneralizedChiSquare:
                 f,
                 (ladder[jt - 1], ladder[jt]),
                 args=(p[todo],),
-                tolerances={"xatol": 1e-14 * scale, "xrtol": _BRENT_RTOL},
+                tolerances={"xatol": 1e-14 * scale, "xrtol": _ROOT_RTOL},
             )
             res[inner[todo]] = sol.x
         return res.reshape(qa.shape)
