@@ -9,9 +9,10 @@
 
 import os
 
-# The embedded default study, unless a study is given with --configfile (Snakemake would
-# otherwise merge the two); found beside this Snakefile, whatever --directory says.
-if not config.get("studies"):
+# The embedded default study, unless studies are given with --configfile (Snakemake would
+# otherwise merge the two); found beside this Snakefile, whatever --directory says. A
+# config whose `studies` is present but empty is an error (common.smk), not the default.
+if "studies" not in config:
 
     configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 

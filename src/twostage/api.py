@@ -18,6 +18,11 @@ def study_spec(case: str, params: Mapping[str, Any] | None = None, **keys: Any) 
     ``population``, ``estimator`` or the sample sizes by its name (the names of a case are
     unique across the kinds); other study keys (``replicates``, ``seed``, ...) are given as
     keywords, ``None`` meaning the schema's default."""
+    if params is not None and not isinstance(params, Mapping):
+        raise ConfigError(
+            "invalid config key 'params': expected a mapping of parameter names to values; "
+            f"got {type(params).__name__}"
+        )
     params = dict(params or {})
     spec: dict[str, Any] = {"case": case, "population": {}, "estimator": {}}
     kinds = {key: kind for kind in ("population", "estimator") for key in case_keys(case, kind)}

@@ -21,6 +21,8 @@ OUTPUT_DESTS = ("out", "out_risk", "out_theory", "table", "outdir")
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, like every other user error
+        if message.endswith("expected one argument"):
+            message += " (a value that starts with '-' is written --option=VALUE)"
         self.exit(2, f"error: {self.prog}: {message}\n")
 
     def parse_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201

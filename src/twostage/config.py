@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from . import seeding
+from .costs import SHARD_RULES
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -39,6 +40,10 @@ if TYPE_CHECKING:
 SAMPLE_SIZE_KEYS = ("n", "alpha")
 #: The two kinds of case parameters (each a mapping validated by the case's fragment).
 KINDS = ("population", "estimator")
+#: Upper bounds that catch a mistyped size before Snakemake builds its DAG (which takes
+#: minutes, and memory, at a million jobs): grid points and jobs per study.
+MAX_POINTS = 10_000
+MAX_JOBS = 100_000
 
 
 def schema_path() -> Path:
@@ -155,7 +160,8 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
         raise ConfigError(
             f"config must be a mapping of keys to values; got {type(config).__name__}"
         )
-    cfg = copy.deepcopy(dict(config))
+    cfg = plain(config)
+    check_finite(cfg, "")
     validator = _validator()(schema())
     _raise_first(list(validator.iter_errors(cfg)))
     for name, study in cfg["studies"].items():
@@ -179,17 +185,79 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return cfg
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
-    """Read a YAML configuration file and validate it."""
+def _duplicate_keys(node: yaml.Node, path: str, where: Path) -> None:
+    """Raise on the first mapping of ``node`` (recursively) that repeats a key: YAML
+    loaders keep the last value silently (a second study of the same name would replace
+    the first)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            line = key_node.start_mark.line + 1
+            if key is not None and key in seen:
+                at = f"{path}.{key}" if path else str(key)
+                raise ConfigError(
+                    f"invalid config key '{at}': given twice in {where} (lines {seen[key]} "
+                    f"and {line}); expected each key once"
+                )
+            if key is not None:
+                seen[key] = line
+            _duplicate_keys(value_node, f"{path}.{key}" if path else str(key), where)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _duplicate_keys(item, f"{path}[{i}]", where)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The content of a YAML configuration file, refusing repeated keys (which YAML
+    loaders drop silently) with the key path and both line numbers."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        with open(path) as fh:
-            cfg = yaml.safe_load(fh)
+        text = path.read_text()
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            _duplicate_keys(node, "", path)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
-    return validate_config(cfg or {})
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc}") from exc
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML configuration file and validate it."""
+    return validate_config(read_yaml(path) or {})
+
+
+def plain(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays made Python numbers and lists (recursively),
+    so that studies built in a notebook from numpy values validate like YAML ones."""
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Mapping):
+        return {key: plain(sub) for key, sub in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(sub) for sub in value]
+    return value
+
+
+def check_finite(value: Any, path: str) -> None:
+    """Raise naming the key path of the first NaN or infinite number in ``value`` (JSON
+    Schema's 'number' admits them; no parameter of a study may be one)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"invalid config key '{path}': expected a finite number; got {value}")
+    if isinstance(value, Mapping):
+        for key, sub in value.items():
+            check_finite(sub, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list | tuple):
+        for i, sub in enumerate(value):
+            check_finite(sub, f"{path}[{i}]")
 
 
 def pretrain_size(n: int, alpha: float) -> int:
@@ -320,6 +388,7 @@ class Point:
                 return cls(**d)
             study, case = d.pop("study"), d.pop("case")
             replicates = d.pop("replicates")
+            m = d.pop("m", None)  # derived (floor(alpha n)); accepted if it agrees
             spec = {"case": case, "replicates": replicates, **d}
         except (json.JSONDecodeError, TypeError, KeyError) as exc:
             raise ConfigError(
@@ -330,6 +399,12 @@ class Point:
         points = expand_study(study, spec, prefix="point")
         if len(points) != 1:
             raise ConfigError("--point describes a single point; it may not hold a 'grid'")
+        if m is not None and m != points[0].m:
+            p = points[0]
+            raise ConfigError(
+                f"invalid config key 'point.m': m is floor(alpha * n) = {p.m} for alpha="
+                f"{p.alpha}, n={p.n}; got m = {m!r} (give alpha and n only)"
+            )
         return points[0]
 
 
@@ -361,7 +436,13 @@ def expand_study(
     from .cases import get_case
 
     prefix = f"studies.{name}" if prefix is None else prefix
-    study = copy.deepcopy(dict(study))
+    if not isinstance(study, Mapping):
+        raise ConfigError(
+            f"invalid config key '{prefix}': expected a mapping of study keys; "
+            f"got {type(study).__name__}"
+        )
+    study = plain(study)
+    check_finite(study, prefix)
     # Fill defaults (and validate) a study given without them (e.g. from run_point).
     _raise_first(list(_validator()(schema()).iter_errors({"studies": {name: study}})), prefix, 2)
     case_name = study["case"]
@@ -370,6 +451,12 @@ def expand_study(
     keys = list(grid)
     kinds = {key: _kind_of(case_name, key) for key in keys}
     sizes_schema = schema()["$defs"]["study"]["properties"]
+    size = math.prod(len(grid[k]) for k in keys)
+    if size > MAX_POINTS:
+        raise ConfigError(
+            f"invalid config key '{prefix}.grid': {size} points (the product of the grid's "
+            f"list lengths); expected at most {MAX_POINTS} per study"
+        )
     points = []
     for combo in itertools.product(*(grid[k] for k in keys)):
         values = dict(zip(keys, combo, strict=True))
@@ -403,10 +490,13 @@ def expand_study(
                 _raise_first(errs, where(key))
         n, alpha = int(parts["sizes"]["n"]), float(parts["sizes"]["alpha"])
         case.check(parts["population"], parts["estimator"], where)
-        if pretrain_size(n, alpha) < 1:
+        m = pretrain_size(n, alpha)
+        least, why = case.min_pretrain_size(parts["population"])
+        if m < max(1, least):
+            need = f">= {least} ({why})" if least > 1 else ">= 1"
             raise ConfigError(
-                f"invalid config key '{where('alpha')}': alpha * n must be >= 1 "
-                f"(got alpha={alpha}, n={n})"
+                f"invalid config key '{where('alpha')}': m = floor(alpha * n) must be {need}; "
+                f"got m = {m} (alpha={alpha}, n={n})"
             )
         point = Point(
             study=name,
@@ -432,6 +522,13 @@ def expand_study(
     ids = [p.point_id for p in points]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"invalid config key '{prefix}.grid': two grid points are identical")
+    jobs = sum(len(SHARD_RULES) * p.n_shards + 1 for p in points)
+    if jobs > MAX_JOBS:
+        raise ConfigError(
+            f"invalid config key '{prefix}.shard_size': the study expands to {jobs} jobs "
+            f"({len(points)} points x {points[0].replicates} replicates); expected at most "
+            f"{MAX_JOBS}: give a larger shard_size (or 'auto'), or fewer replicates or points"
+        )
     return points
 
 

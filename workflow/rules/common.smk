@@ -7,7 +7,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from twostage.config import expand_config, study_settings, validate_config
+from twostage.config import expand_config, read_yaml, study_settings, validate_config
 from twostage.costs import predict
 from twostage.errors import ConfigError
 from twostage.versions import versions, write_provenance
@@ -19,6 +19,8 @@ from twostage.plots import FIGURES, FORMATS
 # what a schema cannot (e.g. len(factor_strengths) == k). Then Snakemake's own, on the
 # central file (study keys; population and estimator are plain mappings there).
 try:
+    for _file in workflow.configfiles:  # YAML drops a repeated key (or study) silently
+        read_yaml(_file)
     _validated = validate_config(config)
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None

@@ -303,6 +303,11 @@ class CaseStudy(abc.ABC):
         """Cross-key checks the schema cannot express (e.g. ``len(beta) == k``); raise
         :class:`~twostage.errors.ConfigError` naming ``where(key)``. Default: none."""
 
+    def min_pretrain_size(self, population: Mapping[str, Any]) -> tuple[int, str]:
+        """The smallest pre-training size m the estimator is defined at, and why (e.g.
+        ``(k, "k = 3, the representation's dimension")``). Default: ``(1, "")``."""
+        return 1, ""
+
     # ------------------------------------------------------------------ truth and data
     @abc.abstractmethod
     def truth(self, population: Mapping[str, Any], rng: np.random.Generator) -> Variables:

@@ -165,6 +165,10 @@ class FactorModel(CaseStudy):
         ),
     )
 
+    def min_pretrain_size(self, population: Mapping[str, Any]) -> tuple[int, str]:
+        k = int(population["k"])
+        return k, f"k = {k}, the number of factors"
+
     def check(
         self, population: Mapping[str, Any], estimator: Mapping[str, Any], where: KeyPath
     ) -> None:

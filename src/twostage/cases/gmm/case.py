@@ -145,6 +145,10 @@ class GaussianMixture(CaseStudy):
         ),
     )
 
+    def min_pretrain_size(self, population: Mapping[str, Any]) -> tuple[int, str]:
+        K = int(population["K"])
+        return K, f"K = {K}, the number of mixture components"
+
     def check(
         self, population: Mapping[str, Any], estimator: Mapping[str, Any], where: KeyPath
     ) -> None:

@@ -134,6 +134,10 @@ class MultiTask(CaseStudy):
     )
 
     # ------------------------------------------------------------------ parameters
+    def min_pretrain_size(self, population: Mapping[str, Any]) -> tuple[int, str]:
+        k = int(population["k"])
+        return k, f"k = {k}, the representation's dimension"
+
     def check(
         self, population: Mapping[str, Any], estimator: Mapping[str, Any], where: KeyPath
     ) -> None:

@@ -201,6 +201,10 @@ class SpectralPretraining(CaseStudy):
         ),
     )
 
+    def min_pretrain_size(self, population: Mapping[str, Any]) -> tuple[int, str]:
+        k = int(population["k"])
+        return k, f"k = {k}, the representation's dimension"
+
     def check(
         self, population: Mapping[str, Any], estimator: Mapping[str, Any], where: KeyPath
     ) -> None:
