@@ -50,8 +50,8 @@ def main(argv=None) -> None:
         p_var_tolerance=args.p_var_tolerance,
         ks_bootstrap=args.ks_bootstrap,
     )
-    io.write_dataset(theory, args.out_theory, "theory_summary")
-    io.write_dataset(risk, args.out_risk, "risk")
+    # both or neither: a failure while writing either leaves no half pair
+    io.write_datasets([(theory, args.out_theory, "theory_summary"), (risk, args.out_risk, "risk")])
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import xarray as xr
@@ -236,3 +237,37 @@ def test_outputs_are_checked_before_any_work(tmp_path):
     under = src / "sub" / "out.nc"
     _fails_cleanly(script("theory", "--point", "{}", "--out", str(under)), under,
                    "is not a directory")  # fmt: skip
+
+
+def test_multi_file_outputs_are_all_or_nothing(tmp_path, monkeypatch):
+    """risk.nc and theory.nc (and a table's CSV and LaTeX) are written both or neither: a
+    failure while writing the second leaves no file under either final name."""
+    from twostage import io, tables
+
+    ds = xr.Dataset({"x": ("i", [1.0, 2.0])})
+    calls = []
+
+    def fail_second(data, tmp, stage):
+        calls.append(stage)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        data.to_netcdf(tmp, engine=io.ENGINE)
+
+    monkeypatch.setattr(io, "_to_netcdf", fail_second)
+    a, b = tmp_path / "theory.nc", tmp_path / "risk.nc"
+    with pytest.raises(OSError, match="disk full"):
+        io.write_datasets([(ds, a, "theory_summary"), (ds, b, "risk")])
+    assert calls == ["theory_summary", "risk"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no pair half, no temp left
+    monkeypatch.undo()
+    assert io.write_datasets([(ds, a, "theory_summary"), (ds, b, "risk")]) == [a, b]
+    assert a.is_file() and b.is_file()
+
+    class Broken:
+        def to_csv(self, path):
+            Path(path).write_text("a,b\n")
+
+    monkeypatch.setattr(tables, "latex", lambda df, caption: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        tables.write_table(Broken(), tmp_path / "t.csv")
+    assert not (tmp_path / "t.csv").exists() and not (tmp_path / "t.tex").exists()

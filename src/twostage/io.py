@@ -83,18 +83,37 @@ def atomic_path(path: str | os.PathLike):  # noqa: ANN201
         raise
 
 
+def _to_netcdf(ds: xr.Dataset, tmp: str, stage: str) -> None:
+    out = ds.copy(deep=False)
+    out.attrs = {**ds.attrs, **provenance(stage)}
+    out.to_netcdf(tmp, engine=ENGINE, encoding=_encoding(out, stage))
+
+
 def write_dataset(ds: xr.Dataset, path: str | os.PathLike, stage: str) -> Path:
     """Write ``ds`` to ``path`` atomically, with provenance attributes.
 
     The data go to a temporary file in the same directory, which is renamed onto ``path``
     only once complete, so a killed job never leaves a file that looks valid.
     """
-    path = Path(path)
-    out = ds.copy(deep=False)
-    out.attrs = {**ds.attrs, **provenance(stage)}
-    with atomic_path(path) as tmp:
-        out.to_netcdf(tmp, engine=ENGINE, encoding=_encoding(out, stage))
-    return path
+    return write_datasets([(ds, path, stage)])[0]
+
+
+@contextlib.contextmanager
+def atomic_paths(paths: Iterable[str | os.PathLike]):  # noqa: ANN201
+    """:func:`atomic_path` for several outputs, all or nothing: every file is completed
+    under its temporary name before the first is renamed, so a failure while writing any
+    of them leaves none (e.g. ``risk.nc`` without its ``theory.nc``)."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(atomic_path(path)) for path in paths]
+
+
+def write_datasets(items: Iterable[tuple[xr.Dataset, str | os.PathLike, str]]) -> list[Path]:
+    """Write several ``(dataset, path, stage)`` all or nothing (:func:`atomic_paths`)."""
+    items = [(ds, Path(path), stage) for ds, path, stage in items]
+    with atomic_paths(path for _, path, _ in items) as tmps:
+        for (ds, _, stage), tmp in zip(items, tmps, strict=True):
+            _to_netcdf(ds, tmp, stage)
+    return [path for _, path, _ in items]
 
 
 def read_dataset(path: str | os.PathLike, stage: str | Iterable[str] | None = None) -> xr.Dataset:

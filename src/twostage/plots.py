@@ -560,15 +560,13 @@ def draw_sweep(sw: xr.Dataset, outdir: str | Path, reference: dict | None = None
 
 
 def _save(fig: Any, outdir: Path, name: str) -> list[Path]:
-    """Write ``fig`` as ``outdir/name.<format>`` for every format (atomically), close it."""
-    from .io import atomic_path
+    """Write ``fig`` as ``outdir/name.<format>`` for every format (all or nothing), close it."""
+    from .io import atomic_paths
 
-    paths = []
-    for fmt in FORMATS:
-        path = outdir / f"{name}.{fmt}"
-        with atomic_path(path) as tmp:
+    paths = [outdir / f"{name}.{fmt}" for fmt in FORMATS]
+    with atomic_paths(paths) as tmps:
+        for fmt, tmp in zip(FORMATS, tmps, strict=True):
             fig.savefig(tmp, dpi=120, format=fmt)
-        paths.append(path)
     plt.close(fig)
     return paths
 

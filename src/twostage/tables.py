@@ -16,16 +16,15 @@ def latex(df: Any, caption: str | None = None) -> str:
 
 
 def write_table(df: Any, csv_path: str | Path, caption: str | None = None) -> list[Path]:
-    """Write ``df`` to ``csv_path`` and to the same path with suffix ``.tex`` (each
-    atomically); return both paths."""
-    from .io import atomic_path
+    """Write ``df`` to ``csv_path`` and to the same path with suffix ``.tex`` (both or
+    neither, each atomically); return both paths."""
+    from .io import atomic_paths
 
     csv_path = Path(csv_path)
     tex_path = csv_path.with_suffix(".tex")
-    with atomic_path(csv_path) as tmp:
-        df.to_csv(tmp)
-    with atomic_path(tex_path) as tmp:
-        Path(tmp).write_text(latex(df, caption))
+    with atomic_paths([csv_path, tex_path]) as (csv_tmp, tex_tmp):
+        df.to_csv(csv_tmp)
+        Path(tex_tmp).write_text(latex(df, caption))
     return [csv_path, tex_path]
 
 
