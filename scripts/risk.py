@@ -5,6 +5,7 @@ study's limits in one file."""
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -32,9 +33,23 @@ def main(argv=None) -> None:
         default=defaults["ks_bootstrap"],
         help="bootstrap resamples for KS s.e.",
     )
+    p.add_argument(
+        "--flagged",
+        choices=("keep", "drop"),
+        default=defaults["flagged"],
+        help="summaries over every replicate (keep) or the unflagged ones only (drop)",
+    )
+    p.add_argument(
+        "--regime-tolerance",
+        type=float,
+        default=defaults["regime_tolerance"],
+        help="relative distance of mean n Rep from its limit that marks a point off-regime",
+    )
     p.add_argument("--out-risk", type=cli.nc_path, required=True, help="aggregated risk.nc")
     p.add_argument("--out-theory", type=cli.nc_path, required=True, help="aggregated theory.nc")
     args = p.parse_args(argv)
+    if not (args.p_var_tolerance > 0 and args.regime_tolerance > 0 and args.ks_bootstrap >= 0):
+        p.error("--p-var-tolerance and --regime-tolerance must be > 0, --ks-bootstrap >= 0")
     from twostage import io, stages
 
     shards = defaultdict(list)
@@ -42,14 +57,16 @@ def main(argv=None) -> None:
         ds = io.read_dataset(path, "downstream")
         shards[ds.attrs.get("point_id")].append(ds)
     theories = [io.read_dataset(path, "theory") for path in args.theory]
-    if args.p_var_tolerance <= 0 or args.ks_bootstrap < 0:
-        p.error("--p-var-tolerance must be > 0 and --ks-bootstrap >= 0")
     risk, theory = stages.aggregate(
         list(shards.values()),
         theories,
         p_var_tolerance=args.p_var_tolerance,
         ks_bootstrap=args.ks_bootstrap,
+        flagged=args.flagged,
+        regime_tolerance=args.regime_tolerance,
     )
+    for line in stages.flag_report(risk):
+        print(f"warning: {line}", file=sys.stderr)
     # both or neither: a failure while writing either leaves no half pair
     io.write_datasets([(theory, args.out_theory, "theory_summary"), (risk, args.out_risk, "risk")])
 

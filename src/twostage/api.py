@@ -40,6 +40,11 @@ def study_spec(case: str, params: Mapping[str, Any] | None = None, **keys: Any) 
     return spec
 
 
+def _aggregation(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of :func:`stages.aggregate` from a study's settings."""
+    return {k: settings[k] for k in stages.AGGREGATION_SETTINGS}
+
+
 def _chain(point: Any) -> tuple[xr.Dataset, xr.Dataset, xr.Dataset, xr.Dataset]:
     """simulate -> pretrain -> align -> downstream of all the point's replicates, in one
     shard (the workflow's stages, in memory)."""
@@ -59,6 +64,8 @@ def run_point(
     study: str = "notebook",
     ks_bootstrap: int | None = None,
     p_var_tolerance: float | None = None,
+    flagged: str | None = None,
+    regime_tolerance: float | None = None,
 ) -> dict[str, xr.Dataset]:
     """Run one point of a case study in-process and return every stage's dataset.
 
@@ -73,7 +80,7 @@ def run_point(
         Population and estimator parameters of the case and the sample sizes ``n`` and
         ``alpha``, in one flat mapping (each name belongs to one kind); missing ones take
         the schema defaults; ``m = floor(alpha n)``.
-    replicates, seed, sampling, study, ks_bootstrap, p_var_tolerance
+    replicates, seed, sampling, study, ks_bootstrap, p_var_tolerance, flagged, regime_tolerance
         As the study keys of the configuration (None: the schema's default).
 
     Returns
@@ -97,16 +104,17 @@ def run_point(
         sampling=sampling,
         ks_bootstrap=ks_bootstrap,
         p_var_tolerance=p_var_tolerance,
+        flagged=flagged,
+        regime_tolerance=regime_tolerance,
     )
     (point,) = expand_study(study, spec, prefix="run_point")
+    settings = study_settings(spec)
     if point.replicates < 1:
         raise ConfigError("invalid config key 'run_point.replicates': expected >= 1 replicate")
     with one_thread():
         sim, pre, al, down = _chain(point)
         th = stages.theory(point)
-        risk, th_summary = stages.aggregate(
-            [[down]], [th], p_var_tolerance=p_var_tolerance, ks_bootstrap=ks_bootstrap
-        )
+        risk, th_summary = stages.aggregate([[down]], [th], **_aggregation(settings))
     return {
         "simulate": sim,
         "pretrain": pre,
@@ -141,8 +149,5 @@ def run_study(study: Mapping[str, Any], name: str = "notebook") -> tuple[xr.Data
     with one_thread():
         shards = [[_chain(point)[-1]] for point in points]
         return stages.aggregate(
-            shards,
-            [stages.theory(point) for point in points],
-            p_var_tolerance=settings["p_var_tolerance"],
-            ks_bootstrap=settings["ks_bootstrap"],
+            shards, [stages.theory(point) for point in points], **_aggregation(settings)
         )

@@ -542,7 +542,16 @@ def expand_config(config: Mapping[str, Any]) -> dict[str, list[Point]]:
 
 
 #: Study keys used only by the aggregation and figures (not part of any point).
-SETTINGS = ("p_var_tolerance", "ks_bootstrap", "cdf_panels", "fit", "sweep_x", "reference")
+SETTINGS = (
+    "p_var_tolerance",
+    "ks_bootstrap",
+    "flagged",
+    "regime_tolerance",
+    "cdf_panels",
+    "fit",
+    "sweep_x",
+    "reference",
+)
 
 
 def study_defaults() -> dict[str, Any]:

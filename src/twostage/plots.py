@@ -421,6 +421,10 @@ def means_figure(risk: xr.Dataset, th: xr.Dataset, x_output: str | None = None) 
             label=f"Monte Carlo mean m·Rep ± 2 s.e.{tag}",
         )
         ax.plot(x[sel], th["mean_L2"].values[sel], "--", color=colour, label=f"limit E‖L(Z)‖²{tag}")
+        off = sel[risk["off_regime"].values[sel] > 0] if "off_regime" in risk else sel[:0]
+        if len(off):
+            ax.scatter(x[off], risk["mean_m_rep"].values[off], s=140, facecolors="none",
+                       edgecolors="firebrick", label="not yet asymptotic (off_regime)")  # fmt: skip
         _declared_curves(ax, str(risk.attrs["case"]), th, sel, x[sel], drawn)
     _log_if_wide(ax, x, np.concatenate([risk["mean_m_rep"].values, th["mean_L2"].values]))
     ax.set_xlabel(x_name)
@@ -595,5 +599,29 @@ def draw_all(
     }
     paths = []
     for name in FIGURES:
-        paths += _save(makers[name](), outdir, name)
+        paths += _save(_flag_note(makers[name](), risk), outdir, name)
     return paths
+
+
+#: At most this many flagged points are listed under a figure (the run's log has all).
+FLAG_NOTE_LINES = 4
+
+
+def _flag_note(fig: Any, risk: xr.Dataset) -> Any:
+    """Under the figure, the points with flagged replicates or not yet asymptotic
+    (:func:`twostage.stages.flag_report`), so that no figure hides them."""
+    from .stages import flag_report
+
+    lines = flag_report(risk)
+    if not lines:
+        return fig
+    if len(lines) > FLAG_NOTE_LINES:
+        more = len(lines) - FLAG_NOTE_LINES + 1
+        lines = lines[: FLAG_NOTE_LINES - 1] + [f"... and {more} more point(s): see risk.log"]
+    text = "\n".join(["⚠ " + line.split(", point ", 1)[-1] for line in lines])
+    height = fig.get_figheight()
+    extra = 0.16 * len(lines) + 0.1
+    fig.set_figheight(height + extra)
+    fig.subplots_adjust(bottom=(fig.subplotpars.bottom * height + extra) / (height + extra))
+    fig.text(0.01, 0.005, text, fontsize=6.5, color="firebrick", va="bottom", ha="left")
+    return fig

@@ -39,6 +39,8 @@ FRAMEWORK_REPLICATE_VARS = (
     "orbit_invariance_error",
     "alignment_distance",
 )
+#: The study settings :func:`aggregate` takes (keywords of the same names).
+AGGREGATION_SETTINGS = ("p_var_tolerance", "ks_bootstrap", "flagged", "regime_tolerance")
 #: Scaled risk terms summarised per point by their mean and Monte Carlo standard error.
 SUMMARISED = ("scaled_excess_risk", "n_rep", "n_leak", "n_var", "m_rep")
 PROBABILITIES = np.round(np.linspace(0.005, 0.995, 199), 3)
@@ -376,23 +378,80 @@ def mc_se(x: np.ndarray) -> float:
     return float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
 
 
+def _binomial_se(p: float, r: int) -> float:
+    return float(np.sqrt(p * (1 - p) / r)) if r > 0 else float("nan")
+
+
+def replicate_flags(ds: xr.Dataset, th: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Per replicate of one point's combined files: ``rank_deficient`` (the case's rule,
+    e.g. the downstream Gram matrix of rank below d_eff) and ``flagged`` (rank-deficient
+    or failing any of the case's flags, e.g. ``converged``)."""
+    point = point_of(ds)
+    case = get_case(point.case)
+    rank_def = np.asarray(case.rank_deficient(ds, int(th["d_eff"]), point), dtype=bool)
+    flagged = rank_def.copy()
+    for flag in case.outputs.flags:
+        flagged |= ~ds[flag].values.astype(bool)
+    return rank_def, flagged
+
+
 def summarise(
-    ds: xr.Dataset, th: xr.Dataset, p_var_tolerance: float, ks_bootstrap: int
+    ds: xr.Dataset,
+    th: xr.Dataset,
+    p_var_tolerance: float,
+    ks_bootstrap: int,
+    flagged: str = "keep",
+    regime_tolerance: float = 0.25,
 ) -> dict[str, float]:
     """Per-point summaries: means with Monte Carlo standard errors, KS distances to the
-    limits (with bootstrap standard errors and the 1% critical value), p_var, and the
-    counts of replicates failing each of the case's flags (e.g. ``n_not_converged``)."""
+    limits (with bootstrap standard errors and the 1% critical value), p_var, the counts
+    of flagged replicates (``n_rank_deficient``, ``n_not_<flag>`` for each of the case's
+    flags, e.g. ``n_not_converged``, and ``n_flagged``, any of them), and the regime
+    diagnostic ``regime_ratio`` (Monte Carlo mean of n Rep over the limit's mean
+    E||L(Z)||^2 / alpha) with ``off_regime`` = 1 where it is off by more than
+    ``regime_tolerance`` (relative, on the log scale) and by more than 3 s.e.
+
+    ``flagged='keep'`` summarises every replicate, ``'drop'`` the unflagged ones only
+    (``n_used`` of them); the means the other way are reported beside (``mean_<v>_unflagged``
+    with 'keep', ``mean_<v>_all`` with 'drop'). Nothing is averaged silently."""
+    rank_def, bad = replicate_flags(ds, th)
+    out: dict[str, float] = {
+        "n_rank_deficient": float(rank_def.sum()),
+        **{
+            f"n_not_{flag}": float(np.sum(~ds[flag].values.astype(bool)))
+            for flag in get_case(point_of(ds).case).outputs.flags
+        },
+        "n_flagged": float(bad.sum()),
+    }
+    used = ~bad if flagged == "drop" else np.ones_like(bad)
+    other, suffix = (np.ones_like(bad), "all") if flagged == "drop" else (~bad, "unflagged")
+    out["n_used"] = float(used.sum())
+    stats_used = _summarise_sample(ds.isel(replicate=np.flatnonzero(used)), th, p_var_tolerance,
+                                   ks_bootstrap, regime_tolerance)  # fmt: skip
+    out.update(stats_used)
+    for v in SUMMARISED:
+        x = ds[v].values[other]
+        out[f"mean_{v}_{suffix}"] = float(x.mean()) if len(x) else float("nan")
+        out[f"se_{v}_{suffix}"] = mc_se(x)
+    return out
+
+
+def _summarise_sample(
+    ds: xr.Dataset, th: xr.Dataset, p_var_tolerance: float, ks_bootstrap: int, tol: float
+) -> dict[str, float]:
+    """:func:`summarise` of the replicates in ``ds`` (NaN throughout for fewer than 2)."""
     from scipy import stats
 
     from .gchisq import GeneralizedChiSquare
 
     point = point_of(ds)
     outputs = get_case(point.case).outputs
-    r = point.replicates
+    r = ds.sizes["replicate"]
     out: dict[str, float] = {}
     for v in SUMMARISED:
         x = ds[v].values
-        out[f"mean_{v}"], out[f"se_{v}"] = float(x.mean()), mc_se(x)
+        out[f"mean_{v}"] = float(x.mean()) if r else float("nan")
+        out[f"se_{v}"] = mc_se(x)
     weights = th["limit_weights"].values
     sigma2, d_eff = float(th["noise_variance"]), int(th["d_eff"])
     alpha_eff = float(th["alpha_eff"])
@@ -411,20 +470,29 @@ def summarise(
     b = int(ks_bootstrap)
     for label, (var, law) in laws.items():
         x = ds[var].values
+        if r < 2:
+            out[f"ks_{label}"] = out[f"ks_{label}_pvalue"] = out[f"ks_{label}_se"] = np.nan
+            continue
         out[f"ks_{label}"], out[f"ks_{label}_pvalue"], _ = ks_test(x, law)
         out[f"ks_{label}_se"] = _ks_bootstrap_se(x, law, rng, b)
     eps = float(p_var_tolerance) * sigma2 * d_eff
-    p = float(np.mean(np.abs(ds["n_var"].values - sigma2 * d_eff) > eps))
-    out["p_var"], out["p_var_se"] = p, float(np.sqrt(p * (1 - p) / r))
-    out["ks_critical_01"] = float(stats.kstwo.ppf(0.99, r))
-    if "n_base" in ds:  # the downstream-only baseline, paired with two-stage per replicate
+    p = float(np.mean(np.abs(ds["n_var"].values - sigma2 * d_eff) > eps)) if r else np.nan
+    out["p_var"], out["p_var_se"] = p, _binomial_se(p, r)
+    out["ks_critical_01"] = float(stats.kstwo.ppf(0.99, r)) if r else np.nan
+    limit_pre = float(weights.sum()) / alpha_eff
+    ratio = out["mean_n_rep"] / limit_pre if limit_pre > 0 else np.nan
+    ratio_se = out["se_n_rep"] / limit_pre if limit_pre > 0 else np.nan
+    out["regime_ratio"], out["regime_ratio_se"] = ratio, ratio_se
+    off = np.isfinite(ratio) and (
+        ratio <= 0 or (abs(np.log(ratio)) > np.log1p(tol) and abs(ratio - 1) > 3 * ratio_se)
+    )
+    out["off_regime"] = float(off)
+    if "n_base" in ds and r:  # the downstream-only baseline, paired with two-stage per replicate
         base, gain = ds["n_base"].values, ds["n_base"].values - ds["scaled_excess_risk"].values
         out["mean_n_base"], out["se_n_base"] = float(base.mean()), mc_se(base)
         out["mean_gain_base"], out["se_gain_base"] = float(gain.mean()), mc_se(gain)
         q = float(np.mean(ds["beats_base"].values))
-        out["p_beats_base"], out["p_beats_base_se"] = q, float(np.sqrt(q * (1 - q) / r))
-    for flag in outputs.flags:  # failures are counted and kept, never dropped
-        out[f"n_not_{flag}"] = float(np.sum(~ds[flag].values.astype(bool)))
+        out["p_beats_base"], out["p_beats_base_se"] = q, _binomial_se(q, r)
     return out
 
 
@@ -434,6 +502,8 @@ def aggregate(
     *,
     p_var_tolerance: float | None = None,
     ks_bootstrap: int | None = None,
+    flagged: str | None = None,
+    regime_tolerance: float | None = None,
 ) -> tuple[xr.Dataset, xr.Dataset]:
     """Aggregate a study: replicate-level values per (point, replicate), per-point
     summaries, and the per-point limits.
@@ -464,12 +534,15 @@ def aggregate(
     point_coords = _point_coords(points)
     rep_index = np.arange(points[0].replicates)
     outputs = get_case(points[0].case).outputs
-    if p_var_tolerance is None or ks_bootstrap is None:
-        defaults = study_defaults()
-        p_var_tolerance = (
-            defaults["p_var_tolerance"] if p_var_tolerance is None else p_var_tolerance
-        )
-        ks_bootstrap = defaults["ks_bootstrap"] if ks_bootstrap is None else ks_bootstrap
+    defaults = study_defaults()
+    p_var_tolerance = defaults["p_var_tolerance"] if p_var_tolerance is None else p_var_tolerance
+    ks_bootstrap = defaults["ks_bootstrap"] if ks_bootstrap is None else ks_bootstrap
+    flagged = defaults["flagged"] if flagged is None else flagged
+    if flagged not in ("keep", "drop"):
+        raise ValueError(f"flagged must be 'keep' or 'drop'; got {flagged!r}")
+    regime_tolerance = (
+        defaults["regime_tolerance"] if regime_tolerance is None else regime_tolerance
+    )
     data: dict[str, Any] = {}
     for v in (*FRAMEWORK_REPLICATE_VARS, *outputs.aggregated):
         missing_in = [p.point_id for p, ds in zip(points, combined, strict=True) if v not in ds]
@@ -480,8 +553,18 @@ def aggregate(
             np.stack([ds[v].values for ds in combined]),
             combined[0][v].attrs,
         )
+    flags = [replicate_flags(ds, th) for ds, th in zip(combined, ths, strict=True)]
+    for i, (name, what) in enumerate(
+        (
+            ("rank_deficient", "rank-deficient fit (e.g. rank Sigma_n < d_eff)"),
+            ("flagged", "flagged replicate: rank-deficient or failing a case flag"),
+        )
+    ):
+        data[name] = xr.Variable(
+            ("point", "replicate"), np.stack([f[i] for f in flags]), {"long_name": what}
+        )
     summaries = [
-        summarise(ds, th, p_var_tolerance, ks_bootstrap)
+        summarise(ds, th, p_var_tolerance, ks_bootstrap, flagged, regime_tolerance)
         for ds, th in zip(combined, ths, strict=True)
     ]
     for key in summaries[0]:
@@ -505,6 +588,8 @@ def aggregate(
         "points": seeding.canonical_json([p.to_json() for p in points]),
         "p_var_tolerance": float(p_var_tolerance),
         "ks_bootstrap": int(ks_bootstrap),
+        "flagged": flagged,
+        "regime_tolerance": float(regime_tolerance),
     }
     attrs["config_sha256"] = hashlib.sha256(attrs["points"].encode()).hexdigest()
     risk.attrs = attrs
@@ -691,3 +776,42 @@ def summary_table(risk: xr.Dataset) -> Any:
     """Per-point summaries as a pandas DataFrame (one row per point)."""
     cols = [v for v in risk.data_vars if risk[v].dims == ("point",)]
     return risk[cols].to_dataframe()
+
+
+def flag_report(risk: xr.Dataset) -> list[str]:
+    """One line per point of an aggregated study with flagged replicates or marked not yet
+    asymptotic (``off_regime``), naming the point by its id and the settings that vary
+    across the study; empty when nothing is flagged (printed at the end of a run)."""
+    lines: list[str] = []
+    if "n_flagged" not in risk or "off_regime" not in risk:  # written by an older twostage
+        return lines
+    names = [
+        c
+        for c in risk.coords
+        if risk[c].dims == ("point",)
+        and c not in ("point_id", "point_json")
+        and len(np.unique(risk[c].values.astype(str))) > 1
+    ]
+    r = risk.sizes["replicate"]
+    counts = [v for v in risk.data_vars if v.startswith("n_not_") or v == "n_rank_deficient"]
+    for i in range(risk.sizes["point"]):
+        parts = []
+        flagged = int(risk["n_flagged"].values[i])
+        if flagged:
+            why = ", ".join(
+                f"{int(risk[c].values[i])} {c.removeprefix('n_').replace('_', ' ')}"
+                for c in counts
+                if risk[c].values[i] > 0
+            )
+            kept = "dropped from" if risk.attrs.get("flagged") == "drop" else "kept in"
+            parts.append(f"{flagged} of {r} replicates flagged ({why}; {kept} the means)")
+        if risk["off_regime"].values[i]:
+            parts.append(
+                "not yet asymptotic: mean n·Rep / its limit = "
+                f"{risk['regime_ratio'].values[i]:.3g} ± {risk['regime_ratio_se'].values[i]:.2g}"
+            )
+        if parts:
+            where = ", ".join(f"{c}={risk[c].values[i]}" for c in names)
+            label = f"{risk['point_id'].values[i]}" + (f" ({where})" if where else "")
+            lines.append(f"study {risk.attrs.get('study')}, point {label}: " + "; ".join(parts))
+    return lines

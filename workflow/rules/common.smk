@@ -5,6 +5,7 @@ import math
 import os
 from pathlib import Path
 
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 from twostage.config import expand_config, read_yaml, study_settings, validate_config
@@ -72,12 +73,13 @@ def study_theory(wildcards):
     ]
 
 
-def p_var_tolerance(wildcards):
-    return SETTINGS[wildcards.study]["p_var_tolerance"]
+def setting(name):
+    """A params function: the study's aggregation or figure setting ``name``."""
 
+    def value(wildcards):
+        return SETTINGS[wildcards.study][name]
 
-def ks_bootstrap(wildcards):
-    return SETTINGS[wildcards.study]["ks_bootstrap"]
+    return value
 
 
 def cdf_panels(wildcards):
@@ -216,3 +218,16 @@ def memory_mb(rule):
         return math.ceil(SAFETY * attempt * mb)
 
     return memory
+
+
+def flagged_points():
+    """The flag report (twostage.stages.flag_report) of every aggregated study of this run."""
+    from twostage.io import read_dataset
+    from twostage.stages import flag_report
+
+    lines = []
+    for s in POINTS:
+        path = Path(f"results/{s}/risk.nc")
+        if not is_sweep(s) and path.is_file():
+            lines += flag_report(read_dataset(path, "risk"))
+    return lines

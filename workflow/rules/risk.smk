@@ -7,8 +7,10 @@ rule risk:
         theory="results/{study}/theory.nc",
     params:
         script=script("risk"),
-        p_var_tolerance=p_var_tolerance,
-        ks_bootstrap=ks_bootstrap,
+        p_var_tolerance=setting("p_var_tolerance"),
+        ks_bootstrap=setting("ks_bootstrap"),
+        flagged=setting("flagged"),
+        regime_tolerance=setting("regime_tolerance"),
     resources:
         runtime=runtime_minutes("risk"),
         mem_mb=memory_mb("risk"),
@@ -22,4 +24,12 @@ rule risk:
     shell:
         "python {params.script} --downstream {input.downstream} --theory {input.theory} "
         "--p-var-tolerance {params.p_var_tolerance} --ks-bootstrap {params.ks_bootstrap} "
+        "--flagged {params.flagged} --regime-tolerance {params.regime_tolerance} "
         "--out-risk {output.risk} --out-theory {output.theory} > {log} 2>&1"
+
+
+# At the end of a run: one warning per point with flagged replicates or not yet in its
+# asymptotic regime (the same lines are in each study's logs/risk.log).
+onsuccess:
+    for _line in flagged_points():
+        logger.warning(f"warning: {_line}")

@@ -303,6 +303,12 @@ class CaseStudy(abc.ABC):
         """Cross-key checks the schema cannot express (e.g. ``len(beta) == k``); raise
         :class:`~twostage.errors.ConfigError` naming ``where(key)``. Default: none."""
 
+    def rank_deficient(self, ds: Any, d_eff: int, point: Any) -> np.ndarray:
+        """Per replicate (of the combined downstream files ``ds``): True where the fit is
+        rank-deficient, here the downstream Gram matrix of rank ``d_eff_n`` below
+        ``d_eff`` (a case adds its own, e.g. fewer active pre-trained directions)."""
+        return np.asarray(ds["d_eff_n"].values) < d_eff
+
     def min_pretrain_size(self, population: Mapping[str, Any]) -> tuple[int, str]:
         """The smallest pre-training size m the estimator is defined at, and why (e.g.
         ``(k, "k = 3, the representation's dimension")``). Default: ``(1, "")``."""

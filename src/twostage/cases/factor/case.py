@@ -165,6 +165,11 @@ class FactorModel(CaseStudy):
         ),
     )
 
+    def rank_deficient(self, ds: Any, d_eff: int, point: Any) -> np.ndarray:
+        """Also: fewer than k eigenvalues of S_m above 1 (some PPCA factors are zero)."""
+        k = int(point.population["k"])
+        return super().rank_deficient(ds, d_eff, point) | (ds["n_active"].values < k)
+
     def min_pretrain_size(self, population: Mapping[str, Any]) -> tuple[int, str]:
         k = int(population["k"])
         return k, f"k = {k}, the number of factors"
