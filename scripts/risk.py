@@ -45,11 +45,18 @@ def main(argv=None) -> None:
         default=defaults["regime_tolerance"],
         help="relative distance of mean n Rep from its limit that marks a point off-regime",
     )
+    p.add_argument(
+        "--replicates",
+        type=int,
+        help="replicates per point the shards must cover (default: as many as they hold)",
+    )
     p.add_argument("--out-risk", type=cli.nc_path, required=True, help="aggregated risk.nc")
     p.add_argument("--out-theory", type=cli.nc_path, required=True, help="aggregated theory.nc")
     args = p.parse_args(argv)
     if not (args.p_var_tolerance > 0 and args.regime_tolerance > 0 and args.ks_bootstrap >= 0):
         p.error("--p-var-tolerance and --regime-tolerance must be > 0, --ks-bootstrap >= 0")
+    if args.replicates is not None and args.replicates < 1:
+        p.error(f"--replicates must be >= 1; got {args.replicates}")
     from twostage import io, stages
 
     shards = defaultdict(list)
@@ -64,6 +71,7 @@ def main(argv=None) -> None:
         ks_bootstrap=args.ks_bootstrap,
         flagged=args.flagged,
         regime_tolerance=args.regime_tolerance,
+        replicates=args.replicates,
     )
     for line in stages.flag_report(risk):
         print(f"warning: {line}", file=sys.stderr)

@@ -18,15 +18,20 @@ def main(argv=None) -> None:
 
     point = cli.resolve_point(args)
     start, stop = 0, point.replicates
+    if stop is None and not args.replicates:
+        raise ConfigError(
+            "--replicates START:STOP is needed: the --point gives no replicate count"
+        )
     if args.replicates:
         try:
             start, stop = (int(x) for x in args.replicates.split(":"))
         except ValueError:
             raise ConfigError(f"--replicates must be START:STOP; got {args.replicates!r}") from None
-        if not 0 <= start < stop <= point.replicates:
+        top = point.replicates
+        if not (0 <= start < stop and (top is None or stop <= top)):
             raise ConfigError(
-                f"--replicates {args.replicates} must satisfy "
-                f"0 <= START < STOP <= {point.replicates}"
+                f"--replicates {args.replicates} must satisfy 0 <= START < STOP"
+                + ("" if top is None else f" <= {top}")
             )
     io.write_dataset(stages.simulate(point, start, stop), args.out, "simulate")
 

@@ -227,3 +227,38 @@ def test_killed_run_resumes_as_the_readme_says_with_identical_results(tmp_path, 
             x, y = got[var].values, want[var].values
             same = x.tobytes() == y.tobytes() if x.dtype.kind in "fiucb" else np.array_equal(x, y)
             assert x.dtype == y.dtype and x.shape == y.shape and same, f"{name}: {var} differs"
+
+
+def test_adding_replicates_reruns_only_the_new_shards(tmp_path):
+    """Raising `replicates` from 20 to 30 (shards of 10): shards 0 and 1 and the limit are
+    kept (same files, untouched), only shard 2's four jobs and the aggregation run, and the
+    first 20 replicates of the new risk.nc equal the old ones bit for bit."""
+    from conftest import snakemake
+
+    config = _config(tmp_path / "study.yaml")
+    snakemake(tmp_path, "results/tiny/risk.nc", "--configfile", str(config))
+    old = _open(tmp_path / "results/tiny/risk.nc")
+    kept = sorted((tmp_path / "results/tiny/points").rglob("*.nc"))
+    assert len(kept) == 2 * 4 + 1  # two shards of four stages, and the point's theory
+    stamps = {p: p.stat().st_mtime_ns for p in kept}
+
+    cfg = yaml.safe_load(config.read_text())
+    cfg["studies"]["tiny"]["replicates"] = 30
+    config.write_text(yaml.safe_dump(cfg))
+    plan = snakemake(tmp_path, "results/tiny/risk.nc", "-n", "--configfile", str(config)).stdout
+    counts = {
+        line.split()[0]: int(line.split()[1])
+        for line in plan.splitlines()
+        if len(line.split()) == 2
+        and line.split()[1].isdigit()
+        and not line.endswith(":")
+        and not line.split()[0].endswith(":")
+    }
+    want = {"simulate": 1, "pretrain": 1, "align": 1, "downstream": 1, "risk": 1, "total": 5}
+    assert counts == want, plan[-2000:]
+    snakemake(tmp_path, "results/tiny/risk.nc", "--configfile", str(config))
+    assert {p: p.stat().st_mtime_ns for p in kept} == stamps
+    new = _open(tmp_path / "results/tiny/risk.nc")
+    assert new.sizes["replicate"] == 30
+    for var in ("scaled_excess_risk", "n_rep", "n_var", "m_rep"):
+        assert new[var].values[:, :20].tobytes() == old[var].values.tobytes(), var

@@ -305,7 +305,8 @@ class Point:
     n: int
     alpha: float
     seed: int
-    replicates: int
+    #: None in the files of a Monte Carlo study's jobs (see :meth:`job_json`)
+    replicates: int | None = None
     #: replicates per job: a grouping only, so it is not part of the point's description
     shard_size: int = 0
 
@@ -362,19 +363,26 @@ class Point:
         return start, min(start + size, self.replicates)
 
     def to_json(self) -> str:
-        return seeding.canonical_json(
-            {
-                "study": self.study,
-                "case": self.case,
-                "sampling": self.sampling,
-                "population": self.population,
-                "estimator": self.estimator,
-                "n": self.n,
-                "alpha": self.alpha,
-                "seed": self.seed,
-                "replicates": self.replicates,
-            }
-        )
+        d = {
+            "study": self.study,
+            "case": self.case,
+            "sampling": self.sampling,
+            "population": self.population,
+            "estimator": self.estimator,
+            "n": self.n,
+            "alpha": self.alpha,
+            "seed": self.seed,
+        }
+        if self.replicates is not None:
+            d["replicates"] = self.replicates
+        return seeding.canonical_json(d)
+
+    def job_json(self) -> str:
+        """The description a per-point or per-shard job is given: without the number of
+        replicates for a Monte Carlo study, whose shards and limits do not depend on it
+        (so adding replicates reruns only the new shards and the aggregation), with it
+        (0) for a theory-only sweep, whose limit then skips the quantiles."""
+        return dataclasses.replace(self, replicates=0 if self.replicates == 0 else None).to_json()
 
     @classmethod
     def from_json(cls, text: str, trusted: bool = False) -> Point:
@@ -387,9 +395,11 @@ class Point:
             if trusted:
                 return cls(**d)
             study, case = d.pop("study"), d.pop("case")
-            replicates = d.pop("replicates")
+            replicates = d.pop("replicates", None)  # absent: a Monte Carlo job's point
             m = d.pop("m", None)  # derived (floor(alpha n)); accepted if it agrees
-            spec = {"case": case, "replicates": replicates, **d}
+            spec = {"case": case, **d}
+            if replicates is not None:
+                spec["replicates"] = replicates
         except (json.JSONDecodeError, TypeError, KeyError) as exc:
             raise ConfigError(
                 f"--point is not a point description written by twostage: {exc}"
@@ -405,6 +415,8 @@ class Point:
                 f"invalid config key 'point.m': m is floor(alpha * n) = {p.m} for alpha="
                 f"{p.alpha}, n={p.n}; got m = {m!r} (give alpha and n only)"
             )
+        if replicates is None:
+            return dataclasses.replace(points[0], replicates=None, shard_size=0)
         return points[0]
 
 

@@ -7,6 +7,7 @@ point's population truth as ``truth_*`` variables, so each file is self-containe
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -119,9 +120,11 @@ def truth(point: Point) -> dict[str, np.ndarray]:
 # ---------------------------------------------------------------------------- stages
 def simulate(point: Point, start: int, stop: int) -> xr.Dataset:
     """Truth and, for replicates ``start <= r < stop``, pre-training and downstream data."""
-    if not 0 <= start < stop <= point.replicates:
+    top = point.replicates
+    if not (0 <= start < stop and (top is None or stop <= top)):
         raise ValueError(
-            f"replicate range {start}:{stop} must satisfy 0 <= start < stop <= {point.replicates}"
+            f"replicate range {start}:{stop} must satisfy 0 <= start < stop"
+            + ("" if top is None else f" <= {top}")
         )
     case = get_case(point.case)
     truth_v = _truth_variables(point)
@@ -293,7 +296,7 @@ def theory(point: Point) -> xr.Dataset:
             {"long_name": "mean of the limit sigma^2 d_eff + ||L(Z)||^2 / alpha"},
         ),
     }
-    if point.replicates > 0:
+    if point.replicates != 0:  # None: a Monte Carlo study's job (Point.job_json)
         # quantiles of the law the Monte Carlo is set against (theory-only sweeps have no
         # sample to compare: their quantiles would only cost time, up to minutes where the
         # weights spread over many decades and the CDF needs Imhof's integral)
@@ -346,8 +349,11 @@ def _ks_bootstrap_se(sample: np.ndarray, law: Any, rng: np.random.Generator, b: 
     return float(values.std(ddof=1))
 
 
-def combine_shards(shards: Sequence[xr.Dataset]) -> xr.Dataset:
-    """Concatenate one point's shards along ``replicate`` and check coverage."""
+def combine_shards(shards: Sequence[xr.Dataset], replicates: int | None = None) -> xr.Dataset:
+    """Concatenate one point's shards along ``replicate`` and check that they cover
+    exactly ``0..replicates - 1`` (``replicates``: the count in the shards' point, else
+    the one given, else as many as there are shards' replicates). The result's ``point``
+    attribute carries the count."""
     if not shards:
         raise InputFileError("no shard given")
     ids = {s.attrs.get("point_id") for s in shards}
@@ -364,6 +370,10 @@ def combine_shards(shards: Sequence[xr.Dataset]) -> xr.Dataset:
     ).sortby("replicate")
     point = point_of(ds)
     got = ds["replicate"].values
+    if point.replicates is None:
+        count = len(got) if replicates is None else replicates
+        point = dataclasses.replace(point, replicates=count)
+        ds.attrs["point"] = point.to_json()
     if not np.array_equal(got, np.arange(point.replicates)):
         raise InputFileError(
             f"shards of point {point.point_id} cover replicates {got.min()}..{got.max()} "
@@ -504,9 +514,12 @@ def aggregate(
     ks_bootstrap: int | None = None,
     flagged: str | None = None,
     regime_tolerance: float | None = None,
+    replicates: int | None = None,
 ) -> tuple[xr.Dataset, xr.Dataset]:
     """Aggregate a study: replicate-level values per (point, replicate), per-point
-    summaries, and the per-point limits.
+    summaries, and the per-point limits. ``replicates``: the count each point's shards
+    must cover when their files do not carry it (the workflow's jobs: see
+    :meth:`Point.job_json`); by default as many as the shards hold.
 
     Returns
     -------
@@ -516,7 +529,7 @@ def aggregate(
     if len(shards_per_point) != len(theories) or not theories:
         raise InputFileError("aggregate needs one theory file per point and at least one point")
     by_id = {th.attrs.get("point_id"): th for th in theories}
-    combined = [combine_shards(s) for s in shards_per_point]
+    combined = [combine_shards(s, replicates) for s in shards_per_point]
     order = sorted(range(len(combined)), key=lambda i: _sort_key(point_of(combined[i])))
     combined = [combined[i] for i in order]
     points = [point_of(ds) for ds in combined]

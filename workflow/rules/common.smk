@@ -50,7 +50,15 @@ def _point(wildcards):
 
 
 def point_json(wildcards):
-    return _point(wildcards).to_json()
+    """The point as its jobs see it: without the replicate count of a Monte Carlo study,
+    so that raising `replicates` reruns only the new shards (Point.job_json)."""
+    return _point(wildcards).job_json()
+
+
+def study_replicates(wildcards):
+    """Replicates per point of a study (the count risk.py checks the shards cover)."""
+    (count,) = {p.replicates for p in POINTS[wildcards.study]}
+    return count
 
 
 def replicate_range(wildcards):

@@ -11,6 +11,7 @@ rule risk:
         ks_bootstrap=setting("ks_bootstrap"),
         flagged=setting("flagged"),
         regime_tolerance=setting("regime_tolerance"),
+        replicates=study_replicates,
     resources:
         runtime=runtime_minutes("risk"),
         mem_mb=memory_mb("risk"),
@@ -25,6 +26,7 @@ rule risk:
         "python {params.script} --downstream {input.downstream} --theory {input.theory} "
         "--p-var-tolerance {params.p_var_tolerance} --ks-bootstrap {params.ks_bootstrap} "
         "--flagged {params.flagged} --regime-tolerance {params.regime_tolerance} "
+        "--replicates {params.replicates} "
         "--out-risk {output.risk} --out-theory {output.theory} > {log} 2>&1"
 
 
