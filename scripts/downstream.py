@@ -19,6 +19,13 @@ def main(argv=None) -> None:
 
     al = io.read_dataset(args.align, "align")
     sim = io.read_dataset(args.simulate, "simulate")
+    if not stages.same_shard(al, sim):
+        from twostage.errors import InputFileError
+
+        raise InputFileError(
+            f"--simulate {args.simulate} and --align {args.align} belong to different points "
+            "or replicate ranges; expected the files of one shard"
+        )
     io.write_dataset(stages.downstream(al, sim), args.out, "downstream")
 
 

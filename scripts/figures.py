@@ -19,7 +19,9 @@ def main(argv=None) -> None:
     p.add_argument("--sweep", type=Path, help="sweep.nc of a theory-only study")
     p.add_argument("--outdir", type=Path, required=True, help="folder for the PNG figures")
     p.add_argument(
-        "--table", type=Path, help="also write the per-point summary table (CSV; .tex beside it)"
+        "--table",
+        type=cli.suffix_path(".csv"),
+        help="also write the per-point summary table (CSV; .tex beside it)",
     )
     p.add_argument("--reference", default="null", help="paper values to overlay (JSON mapping)")
     p.add_argument(
@@ -51,6 +53,10 @@ def main(argv=None) -> None:
     else:
         risk = io.read_dataset(args.risk, "risk")
         theory = io.read_dataset(args.theory, "theory_summary")
+        if args.x is not None:
+            from twostage.config import check_sweep_x
+
+            check_sweep_x(str(risk.attrs.get("case")), args.x, "--x")
         paths = plots.draw_all(risk, theory, args.outdir, args.max_panels, reference, args.x)
         table = stages.summary_table(risk)
     for path in paths:

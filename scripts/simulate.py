@@ -18,10 +18,12 @@ def main(argv=None) -> None:
 
     point = cli.resolve_point(args)
     start, stop = 0, point.replicates
-    if stop is None and not args.replicates:
+    if stop == 0:
         raise ConfigError(
-            "--replicates START:STOP is needed: the --point gives no replicate count"
+            "the point has replicates 0 (a theory-only point): there is nothing to simulate"
         )
+    if stop is None and not args.replicates:
+        raise ConfigError("--replicates START:STOP is needed: the --point gives no replicate count")
     if args.replicates:
         try:
             start, stop = (int(x) for x in args.replicates.split(":"))

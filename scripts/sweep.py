@@ -24,6 +24,10 @@ def main(argv=None) -> None:
     from twostage import io, stages
 
     theories = [io.read_dataset(path, "theory") for path in args.theory]
+    if args.x is not None:
+        from twostage.config import check_sweep_x
+
+        check_sweep_x(str(theories[0].attrs.get("case")), args.x, "--x")
     io.write_dataset(stages.sweep(theories, args.fit, args.x), args.out, "sweep")
 
 

@@ -18,6 +18,12 @@ def study_spec(case: str, params: Mapping[str, Any] | None = None, **keys: Any) 
     ``population``, ``estimator`` or the sample sizes by its name (the names of a case are
     unique across the kinds); other study keys (``replicates``, ``seed``, ...) are given as
     keywords, ``None`` meaning the schema's default."""
+    from .cases import REGISTRY
+
+    if not isinstance(case, str) or case not in REGISTRY:
+        raise ConfigError(
+            f"invalid config key 'run_point.case': expected one of {list(REGISTRY)}; got {case!r}"
+        )
     if params is not None and not isinstance(params, Mapping):
         raise ConfigError(
             "invalid config key 'params': expected a mapping of parameter names to values; "
@@ -142,7 +148,7 @@ def run_study(study: Mapping[str, Any], name: str = "notebook") -> tuple[xr.Data
     -------
     (risk, theory) : the aggregated datasets, as ``risk.nc`` and ``theory.nc``
     """
-    points = expand_study(name, dict(study))
+    points = expand_study(name, study)
     if points[0].replicates < 1:
         raise ConfigError(f"invalid config key '{name}.replicates': expected >= 1 replicate")
     settings = study_settings(study)

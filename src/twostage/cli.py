@@ -88,12 +88,21 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
     )
 
 
-def nc_path(text: str) -> Path:
-    """argparse type of an output path: must end in .nc."""
-    path = Path(text)
-    if path.suffix != ".nc":
-        raise argparse.ArgumentTypeError(f"output {text!r} must be a .nc (netCDF) file")
-    return path
+def suffix_path(suffix: str, what: str = "") -> Callable[[str], Path]:
+    """argparse type of an output path that must end in ``suffix``."""
+
+    def check(text: str) -> Path:
+        path = Path(text)
+        if path.suffix != suffix:
+            kind = f" ({what})" if what else ""
+            raise argparse.ArgumentTypeError(f"output {text!r} must be a {suffix}{kind} file")
+        return path
+
+    return check
+
+
+#: argparse type of a netCDF output path
+nc_path = suffix_path(".nc", "netCDF")
 
 
 def add_point_args(p: argparse.ArgumentParser) -> None:
@@ -127,14 +136,14 @@ def resolve_point(args: argparse.Namespace):  # noqa: ANN201
             f"study {args.study!r} is not in {args.config}; it has {sorted(cfg['studies'])}"
         )
     points = expand_study(args.study, cfg["studies"][args.study])
+    ids = "; ".join(f"{p.point_id} (n={p.n}, m={p.m})" for p in points)
     if not args.point_id:
-        lines = [f"{p.point_id}  m={p.m} n={p.n}  {p.to_json()}" for p in points]
-        raise ConfigError("choose --point-id among:\n" + "\n".join(lines))
+        raise ConfigError(f"--point-id is needed: study {args.study!r} has the points {ids}")
     for p in points:
         if p.point_id == args.point_id:
             return p
     raise ConfigError(
-        f"no point {args.point_id!r} in study {args.study!r}; ids: {[p.point_id for p in points]}"
+        f"--point-id {args.point_id!r} is not a point of study {args.study!r}; it has {ids}"
     )
 
 

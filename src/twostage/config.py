@@ -19,6 +19,8 @@ import dataclasses
 import itertools
 import json
 import math
+import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -72,7 +74,10 @@ def schema() -> dict[str, Any]:
         then["grid"] = {"propertyNames": {"enum": list(SAMPLE_SIZE_KEYS) + case_keys(name)}}
         then["sampling"] = {"type": "string", **frag["sampling"]}
         study["allOf"].append(
-            {"if": {"properties": {"case": {"const": name}}}, "then": {"properties": then}}
+            {
+                "if": {"properties": {"case": {"const": name}}, "required": ["case"]},
+                "then": {"properties": then},
+            }
         )
     return sch
 
@@ -114,21 +119,51 @@ def _resolve(ref: str) -> dict[str, Any]:
     return node
 
 
+def key_name(key: Any) -> str:
+    """A key as printed in a key path: as written, or quoted when it is not printable on
+    one line (a key with a newline stays a one-line message)."""
+    text = str(key)
+    return text if text.isprintable() else json.dumps(text)
+
+
 def _path(error: jsonschema.ValidationError, prefix: str = "", strip: int = 0) -> str:
-    """The error's key path, its first ``strip`` elements replaced by ``prefix``."""
+    """The error's key path, its first ``strip`` elements replaced by ``prefix``; for an
+    unknown, missing or badly named key, the path goes down to that key."""
     parts = [prefix] if prefix else []
-    for p in list(error.absolute_path)[strip:]:
+    for p in [*list(error.absolute_path)[strip:], *_culprit(error)]:
         if isinstance(p, int):
             parts[-1:] = [f"{parts[-1]}[{p}]"] if parts else [f"[{p}]"]
         else:
-            parts.append(str(p))
+            parts.append(key_name(p))
     return ".".join(parts) or "<top level>"
+
+
+def _culprit(error: jsonschema.ValidationError) -> list[Any]:
+    """The key below the error's path that is at fault: the first unknown key, the first
+    missing required key, or a key whose name breaks the naming rule."""
+    inst = error.instance
+    if error.validator == "additionalProperties" and isinstance(inst, dict):
+        known = error.schema.get("properties", {})
+        return sorted((k for k in inst if k not in known), key=str)[:1]
+    if error.validator == "required" and isinstance(inst, dict):
+        return [k for k in error.validator_value if k not in inst][:1]
+    if "propertyNames" in error.schema_path:
+        return [inst]
+    return []
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
     sch = error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "additionalProperties":
+        return f"unknown key; expected one of {sorted(sch.get('properties', {}))}"
+    if error.validator == "required":
+        return "a required key is missing"
+    if "propertyNames" in error.schema_path and error.validator == "pattern":
+        return f"{error.message} (a name: a letter, then letters, digits, '_' or '-')"
+    if "propertyNames" in error.schema_path:
+        return f"unknown key: {error.message}"
     desc = sch.get("description")
-    if error.validator == "additionalProperties" or not desc:
+    if not desc:
         return error.message
     return f"{error.message} (expected: {' '.join(str(desc).split())})"
 
@@ -167,22 +202,25 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
     for name, study in cfg["studies"].items():
         # Expanding validates every point's parameters (grid values included).
         expand_study(name, study)
-        x = study.get("sweep_x")
-        if x is not None:
-            from .cases import get_case
-
-            out = get_case(study["case"]).outputs.by_name.get(x)
-            if out is None or out.stage != "theory" or out.dims != ():
-                scalars = sorted(
-                    v.name
-                    for v in get_case(study["case"]).outputs.variables
-                    if v.stage == "theory" and v.dims == ()
-                )
-                raise ConfigError(
-                    f"invalid config key 'studies.{name}.sweep_x': expected a scalar theory "
-                    f"output of case {study['case']!r} ({', '.join(scalars)}); got {x!r}"
-                )
+        if study.get("sweep_x") is not None:
+            where = f"invalid config key 'studies.{name}.sweep_x'"
+            check_sweep_x(study["case"], study["sweep_x"], where)
     return cfg
+
+
+def check_sweep_x(case: str, x: str, where: str) -> None:
+    """Raise unless ``x`` is a scalar theory output of ``case`` (the study key ``sweep_x``,
+    the scripts' ``--x``); ``where`` starts the message."""
+    from .cases import get_case
+
+    outputs = get_case(case).outputs
+    out = outputs.by_name.get(x)
+    if out is None or out.stage != "theory" or out.dims != ():
+        scalars = sorted(v.name for v in outputs.variables if v.stage == "theory" and v.dims == ())
+        raise ConfigError(
+            f"{where}: expected a scalar theory output of case {case!r} ({', '.join(scalars)}); "
+            f"got {x!r}"
+        )
 
 
 def _duplicate_keys(node: yaml.Node, path: str, where: Path) -> None:
@@ -195,14 +233,15 @@ def _duplicate_keys(node: yaml.Node, path: str, where: Path) -> None:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
             line = key_node.start_mark.line + 1
             if key is not None and key in seen:
-                at = f"{path}.{key}" if path else str(key)
+                at = f"{path}.{key_name(key)}" if path else key_name(key)
                 raise ConfigError(
                     f"invalid config key '{at}': given twice in {where} (lines {seen[key]} "
                     f"and {line}); expected each key once"
                 )
             if key is not None:
                 seen[key] = line
-            _duplicate_keys(value_node, f"{path}.{key}" if path else str(key), where)
+            name = key_name(key)
+            _duplicate_keys(value_node, f"{path}.{name}" if path else name, where)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _duplicate_keys(item, f"{path}[{i}]", where)
@@ -211,7 +250,11 @@ def _duplicate_keys(node: yaml.Node, path: str, where: Path) -> None:
 def read_yaml(path: str | Path) -> Any:
     """The content of a YAML configuration file, refusing repeated keys (which YAML
     loaders drop silently) with the key path and both line numbers."""
+    if not isinstance(path, str | os.PathLike):
+        raise ConfigError(f"config file: expected a path; got {type(path).__name__}")
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a directory; expected a YAML file")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
@@ -221,14 +264,23 @@ def read_yaml(path: str | Path) -> Any:
             _duplicate_keys(node, "", path)
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"config file {path} is not valid YAML: {what}{where}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path} cannot be read: {exc}") from exc
+        raise ConfigError(f"config file {path} cannot be read: {exc}") from None
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read a YAML configuration file and validate it."""
-    return validate_config(read_yaml(path) or {})
+    cfg = read_yaml(path)
+    if cfg is not None and not isinstance(cfg, Mapping):
+        raise ConfigError(
+            f"config file {path}: expected a mapping with the key 'studies' at the top level; "
+            f"got a YAML {type(cfg).__name__}"
+        )
+    return validate_config(cfg or {})
 
 
 def plain(value: Any) -> Any:
@@ -254,7 +306,7 @@ def check_finite(value: Any, path: str) -> None:
         raise ConfigError(f"invalid config key '{path}': expected a finite number; got {value}")
     if isinstance(value, Mapping):
         for key, sub in value.items():
-            check_finite(sub, f"{path}.{key}" if path else str(key))
+            check_finite(sub, f"{path}.{key_name(key)}" if path else key_name(key))
     elif isinstance(value, list | tuple):
         for i, sub in enumerate(value):
             check_finite(sub, f"{path}[{i}]")
@@ -270,6 +322,11 @@ def _normalise(case: str, kind: str, params: Mapping[str, Any]) -> dict[str, Any
     canonical JSON, hence its seeds, does not depend on how a number was written."""
     props = schema()["$defs"][f"{case}_{kind}"].get("properties", {})
     return {key: _cast(value, props[key]) for key, value in params.items()}
+
+
+#: a schema under which every number, at any depth of nested lists, is made a float
+_NUMBERS: dict[str, Any] = {"type": ["number", "array"]}
+_NUMBERS["items"] = _NUMBERS
 
 
 def _cast(value: Any, spec: dict[str, Any]) -> Any:
@@ -394,6 +451,11 @@ class Point:
                 raise TypeError("not a JSON object")
             if trusted:
                 return cls(**d)
+            if "grid" in d:
+                raise ConfigError(
+                    "invalid config key 'point.grid': a --point is a single point; "
+                    "give its values, not a grid"
+                )
             study, case = d.pop("study"), d.pop("case")
             replicates = d.pop("replicates", None)  # absent: a Monte Carlo job's point
             m = d.pop("m", None)  # derived (floor(alpha n)); accepted if it agrees
@@ -448,6 +510,20 @@ def expand_study(
     from .cases import get_case
 
     prefix = f"studies.{name}" if prefix is None else prefix
+    pattern = schema()["properties"]["studies"]["propertyNames"]["pattern"]
+    if not isinstance(name, str) or not re.search(pattern, name):
+        where = prefix if prefix == f"studies.{name}" else f"{prefix}.study"
+        raise ConfigError(
+            f"invalid config key '{key_name(where)}': a study name is a letter, then letters, "
+            f"digits, '_' or '-'; got {name!r}"
+        )
+    if target_job_seconds is not None and not (
+        isinstance(target_job_seconds, int | float) and 0 < target_job_seconds < math.inf
+    ):
+        raise ConfigError(
+            f"invalid config key 'target_job_seconds': expected a number > 0; "
+            f"got {target_job_seconds!r}"
+        )
     if not isinstance(study, Mapping):
         raise ConfigError(
             f"invalid config key '{prefix}': expected a mapping of study keys; "
@@ -533,6 +609,14 @@ def expand_study(
         points.append(point)
     ids = [p.point_id for p in points]
     if len(set(ids)) != len(ids):
+        # a list with a value twice (2 and 2.0 count as one)
+        for key in keys:
+            seen = [seeding.canonical_json(_cast(v, _NUMBERS)) for v in grid[key]]
+            if len(set(seen)) != len(seen):
+                raise ConfigError(
+                    f"invalid config key '{prefix}.grid.{key}': a value is given twice "
+                    f"({grid[key]}); expected distinct values"
+                )
         raise ConfigError(f"invalid config key '{prefix}.grid': two grid points are identical")
     jobs = sum(len(SHARD_RULES) * p.n_shards + 1 for p in points)
     if jobs > MAX_JOBS:

@@ -126,6 +126,8 @@ def read_dataset(path: str | os.PathLike, stage: str | Iterable[str] | None = No
     """
     path = Path(path)
     expected = (stage,) if isinstance(stage, str) else tuple(stage or ())
+    if path.is_dir():
+        raise InputFileError(f"input file {path} is a directory; expected a netCDF file")
     if not path.is_file():
         raise InputFileError(f"input file {path} does not exist")
     try:
@@ -139,7 +141,8 @@ def read_dataset(path: str | os.PathLike, stage: str | Iterable[str] | None = No
     got = ds.attrs.get("stage")
     if expected and got not in expected:
         want = " or ".join(repr(s) for s in expected)
-        raise InputFileError(f"input file {path} is a {got!r} file; expected a {want} file")
+        what = f"a {got!r} file" if got else "not a file written by twostage (no 'stage')"
+        raise InputFileError(f"input file {path} is {what}; expected a {want} file")
     return ds
 
 

@@ -197,6 +197,13 @@ def align(pre: xr.Dataset) -> xr.Dataset:
     return ds
 
 
+def same_shard(a: xr.Dataset, b: xr.Dataset) -> bool:
+    """Whether two stage outputs hold the same point's same replicates."""
+    return a.attrs.get("point_id") == b.attrs.get("point_id") and np.array_equal(
+        a["replicate"].values, b["replicate"].values
+    )
+
+
 def downstream(al: xr.Dataset, sim: xr.Dataset) -> xr.Dataset:
     """Min-norm OLS and the exact conditional risk decomposition per replicate.
 
@@ -205,9 +212,7 @@ def downstream(al: xr.Dataset, sim: xr.Dataset) -> xr.Dataset:
     ``orbit_invariance_error``, the largest change of any scaled term.
     """
     point = point_of(al)
-    if sim.attrs.get("point_id") != al.attrs.get("point_id") or not np.array_equal(
-        sim["replicate"].values, al["replicate"].values
-    ):
+    if not same_shard(al, sim):
         raise InputFileError(
             "the alignment and simulation inputs belong to different points or replicate ranges"
         )
