@@ -50,6 +50,7 @@ many orders of magnitude that Ruben's series would be too long).
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from typing import Literal
@@ -58,10 +59,14 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import special
 
+from .progress import Progress
+
 # scipy.integrate (Imhof's integral) and scipy.optimize (ppf) are imported where used: a
 # pipeline job that only evaluates Ruben's series does not pay for them at start-up.
 
 __all__ = ["GeneralizedChiSquare"]
+
+_LOG = logging.getLogger(__name__)
 
 Method = Literal["auto", "ruben", "imhof"]
 
@@ -370,7 +375,11 @@ class GeneralizedChiSquare:
         if np.any(todo):
             from scipy.optimize import elementwise
 
+            detail = f"{{left}} of {int(todo.sum())} quantiles unresolved"
+            progress = Progress("ppf", None, "root-finder steps", detail, _LOG)
+
             def f(x: NDArray[np.float64], target: NDArray[np.float64]) -> NDArray[np.float64]:
+                progress.update(progress.count + 1, left=x.size)
                 return self._dist(x, mode, upper=False) - target
 
             jt = j[todo]
@@ -381,6 +390,7 @@ class GeneralizedChiSquare:
                 tolerances={"xatol": 1e-14 * scale, "xrtol": _ROOT_RTOL},
             )
             res[inner[todo]] = sol.x
+            progress.done(left=0)
         return res.reshape(qa.shape)
 
     def __repr__(self) -> str:
@@ -408,8 +418,11 @@ class GeneralizedChiSquare:
         if method == "ruben":
             return self._ruben_dist(xa, upper)
         out = np.empty(xa.shape, dtype=np.float64)
-        for idx, xi in np.ndenumerate(xa):
+        progress = Progress("Imhof's integral", xa.size, "points", logger=_LOG)
+        for n, (idx, xi) in enumerate(np.ndenumerate(xa)):
+            progress.update(n)
             out[idx] = self._imhof_scalar(float(xi), upper)
+        progress.done(xa.size)
         return out
 
     # Ruben ----------------------------------------------------------------
@@ -659,7 +672,9 @@ def _ruben_sum(
         shapes = p / 2.0 + j0 + np.arange(n_terms)
         offsets = np.arange(width)
         rows = max(1, _RUBEN_BLOCK // width)
+        progress = Progress("Ruben's series", idx.size, "points", logger=_LOG)
         for start in range(0, idx.size, rows):
+            progress.update(start)
             sl = slice(start, start + rows)
             lo = i_lo[sl]
             grid = np.minimum(lo[:, None] + offsets, n_terms - 1)
@@ -677,6 +692,7 @@ def _ruben_sum(
             vals = first[:, None] + steps if upper else first[:, None] - steps
             np.clip(vals, 0.0, 1.0, out=vals)
             out[idx[sl]] = base[sl] + np.sum(coef * vals, axis=1)
+        progress.done(idx.size)
     np.clip(out, 0.0, 1.0, out=out)
     return out
 

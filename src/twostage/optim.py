@@ -3,9 +3,14 @@ replicate, all advanced together; each replicate stops on its own)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import numpy as np
+
+from .progress import Progress
+
+_LOG = logging.getLogger(__name__)
 
 #: Relative round-off slack of the Armijo test of the line search.
 ROUNDOFF = 1e-13
@@ -25,6 +30,7 @@ def newton(
     gtol: float,
     max_iter: int,
     null_rtol: float = 1e-10,
+    desc: str = "Newton",
 ) -> dict[str, np.ndarray]:
     """Minimise a batch of smooth problems by Newton steps with |eigenvalue|
     regularisation (a descent direction also where the Hessian is indefinite) and Armijo
@@ -34,7 +40,7 @@ def newton(
     dropped from the step (e.g. the gauge directions of a symmetry, to which the gradient
     is orthogonal). A problem stops when its gradient norm is ``<= gtol`` (converged), when
     no step decreases the loss beyond round-off nor the gradient (stalled), or after
-    ``max_iter`` iterations.
+    ``max_iter`` iterations. Progress lines (:mod:`twostage.progress`) start with ``desc``.
 
     Parameters
     ----------
@@ -51,10 +57,12 @@ def newton(
     gnorm = np.linalg.norm(grad, axis=1)
     n_iter = np.zeros(nb, dtype=np.int64)
     active = gnorm > gtol
-    for _ in range(max_iter):
+    tracker = Progress(desc, max_iter, "iterations", f"{{running}} of {nb} still running", _LOG)
+    for it in range(max_iter):
         idx = np.flatnonzero(active)
         if idx.size == 0:
             break
+        tracker.update(it, running=idx.size)
         _, _, hess = derivatives(x[idx], idx, True)
         lam, vec = np.linalg.eigh(hess)
         scale = np.abs(lam).max(axis=-1, keepdims=True)
@@ -88,6 +96,7 @@ def newton(
         n_iter[idx] += 1
         active[idx[~progress]] = False  # stalled
         active[upd] = gnorm[upd] > gtol
+    tracker.done(int(n_iter.max(initial=0)), running=int(active.sum()))
     return {
         "x": x,
         "objective": f,

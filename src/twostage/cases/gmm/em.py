@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
+
+from ...progress import Progress
+
+_LOG = logging.getLogger(__name__)
 
 #: Largest number of rows of one replicate's sample per E/M step: the sample is cut into
 #: equal chunks and the sums run chunk by chunk (both GEMMs of a chunk read it while it is
@@ -87,9 +92,13 @@ def em(x: np.ndarray, init: np.ndarray, tol: float, max_iter: int) -> dict[str, 
         "monotone": np.ones(n_rep, dtype=bool),
     }
     size = max(1, GROUP_POINTS // m)
+    detail = f"group of {{size}} at iteration {{t}}/{max_iter} ({{running}} still running)"
+    progress = Progress("EM", n_rep, "replicates finished", detail, _LOG)
     for a in range(0, n_rep, size):
         group = slice(a, min(a + size, n_rep))
-        _em_group(x[group], tol, max_iter, **{key: val[group] for key, val in out.items()})
+        outputs = {key: val[group] for key, val in out.items()}
+        _em_group(x[group], tol, max_iter, progress, a, **outputs)
+    progress.done(n_rep)
     return out
 
 
@@ -97,13 +106,16 @@ def _em_group(
     x: np.ndarray,
     tol: float,
     max_iter: int,
+    progress: Progress,
+    first: int,
     centers: np.ndarray,
     loglik: np.ndarray,
     n_iter: np.ndarray,
     converged: np.ndarray,
     monotone: np.ndarray,
 ) -> None:
-    """:func:`em` on one group of replicates; the outputs (views) are filled in place."""
+    """:func:`em` on one group of replicates (``first`` replicates done before it); the
+    outputs (views) are filled in place."""
     n_rep, m, d = x.shape
     k = centers.shape[1]
     const = loglik_constant(k, d)
@@ -115,6 +127,7 @@ def _em_group(
     act = np.arange(n_rep)  # replicates still iterating
     with np.errstate(over="ignore", invalid="ignore"):
         for t in range(max_iter + 1):
+            progress.update(first + n_rep - len(act), size=n_rep, t=t, running=len(act))
             full = len(act) == n_rep
             u = centers if full else centers[act]
             sq = np.sum(u * u, axis=-1)

@@ -9,12 +9,14 @@ population residual itself.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 import numpy as np
 
 from ...limits import directional_derivatives, gram
 from ...linalg import pinv_psd, sym
+from ...progress import Progress
 from .features import _softmax, features_t
 from .population import FISHER, population, population_fit, stratified_sample
 
@@ -22,6 +24,8 @@ from .population import FISHER, population, population_fit, stratified_sample
 CHUNK = 8192
 #: Groups of the jackknife standard error of E ||L(Z)||^2.
 JACKKNIFE_GROUPS = 20
+
+_LOG = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------- theory
@@ -178,10 +182,13 @@ def residual_derivative_gram(
     p = k * (r + 1)
     sums = np.zeros((groups, kd + p, kd + p))
     edges = np.linspace(0, len(x), groups + 1).astype(int)
+    progress = Progress("G_L sums", len(x), "population rows", logger=_LOG)
     for g in range(groups):
         for start, stop in _row_blocks(edges[g], edges[g + 1]):
             hp = _h_chunk(x[start:stop], centers, vec, r, theta_sp, b, weights)
             sums[g] += hp @ hp.T
+            progress.update(stop)
+    progress.done()
     hh = np.ascontiguousarray(sums[:, :kd, :kd])
     ph = np.ascontiguousarray(sums[:, kd:, :kd])
     pp = np.ascontiguousarray(sums[:, kd:, kd:])
@@ -206,6 +213,7 @@ def fisher_sums(
     s_sum = np.zeros(k * d)
     mass = np.zeros(k)
     edges = np.linspace(0, len(x), groups + 1).astype(int)
+    progress = Progress("Fisher sums", len(x), "Fisher rows", logger=_LOG)
     for g in range(groups):
         for start, stop in _row_blocks(edges[g], edges[g + 1]):
             xc = x[start:stop]
@@ -221,6 +229,8 @@ def fisher_sums(
             cross += s @ xc
             s_sum += s.sum(axis=1)
             mass += pi.sum(axis=1)
+            progress.update(stop)
+    progress.done()
     extra = cross.reshape(k, d, d) - s_sum.reshape(k, d, 1) * centers[:, None, :]
     extra -= mass[:, None, None] * np.eye(d)
     return ss, -extra / len(x), np.diff(edges)

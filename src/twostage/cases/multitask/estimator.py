@@ -142,7 +142,7 @@ def erm(
     def derivatives(x: np.ndarray, idx: np.ndarray, hessian: bool) -> tuple:
         return _derivatives(*unpack(x), b0[idx], u[idx], s[idx], c[idx], yy[idx], hessian)
 
-    res = newton(pack(delta, heads), value, derivatives, gtol, max_iter)
+    res = newton(pack(delta, heads), value, derivatives, gtol, max_iter, desc="ERM Newton")
     x, f, gnorm, n_iter = res["x"], res["objective"], res["grad_norm"], res["n_iter"]
     delta, heads = unpack(x)
     b = b0 + u @ delta

@@ -104,7 +104,8 @@ def minimise(
         grad = (2.0 * g @ w).reshape(len(w), -1)
         return f, grad, _hessian_in_a(w, t_hat[idx], g) if hessian else None
 
-    res = newton(np.reshape(w0, (nb, d * k)), value, derivatives, gtol, max_iter, _GAUGE_RTOL)
+    x0 = np.reshape(w0, (nb, d * k))
+    res = newton(x0, value, derivatives, gtol, max_iter, _GAUGE_RTOL, "spectral Newton")
     return {"w": res.pop("x").reshape(nb, d, k), **res}
 
 
