@@ -76,6 +76,23 @@ def test_run_writes_figures_and_aggregates(tiny_run):
     assert float(risk["orbit_invariance_error"].max()) < 1e-10
 
 
+def test_every_stage_job_writes_a_log(tiny_run):
+    """Each job's log names the file it wrote, its replicates and flagged replicates, and
+    the job's wall time; the risk log counts the flagged replicates of the study."""
+    logs = sorted((tiny_run / "results/tiny/logs").rglob("*.log"))
+    stages = {p.parent.name for p in logs if p.parent.name != "logs"}
+    assert {"simulate", "pretrain", "align", "downstream", "theory"} <= stages
+    for log in logs:
+        text = log.read_text()
+        if log.parent.name == "plot" or log.name == "plot.log":
+            continue
+        assert "wrote " in text and " done in " in text, f"{log}: {text!r}"
+    down = next((tiny_run / "results/tiny/logs/downstream").glob("*.log")).read_text()
+    assert re.search(r"downstream, point [0-9a-f]{12}, 25 replicates \(\d+\.\.\d+\)", down)
+    risk = (tiny_run / "results/tiny/logs/risk.log").read_text()
+    assert re.search(r"risk, point several, 60 replicates \(0\.\.59\), \d+ flagged", risk)
+
+
 def test_results_do_not_depend_on_shards_or_cores(tiny_run, tmp_path):
     other = tmp_path / "other.yaml"
     other.write_text(TINY.read_text().replace("shard_size: 25", "shard_size: 60"))

@@ -148,12 +148,24 @@ def resolve_point(args: argparse.Namespace):  # noqa: ANN201
 
 
 def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None = None) -> None:
-    """Run a script's ``main`` with one BLAS thread, turning user errors into one line."""
+    """Run a script's ``main`` with one BLAS thread, turning user errors into one line.
+
+    The job's log (stderr) gets the progress lines of long loops (:mod:`twostage.progress`),
+    one line per file written (stage, replicates, flagged replicates: :func:`io.summary`)
+    and the wall time at the end."""
+    import logging
+    import time
+
+    from .progress import configure
     from .threads import one_thread
 
+    configure()
+    start = time.monotonic()
     try:
         with one_thread():
             main(argv)
     except TwostageError as exc:
         sys.stderr.write(f"error: {exc}\n")
         sys.exit(2)
+    name = Path(sys.argv[0]).name if argv is None else "stage"
+    logging.getLogger("twostage.cli").info("%s done in %.2f s", name, time.monotonic() - start)

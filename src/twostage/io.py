@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import logging
 import os
 import tempfile
 from collections.abc import Iterable
@@ -108,12 +109,37 @@ def atomic_paths(paths: Iterable[str | os.PathLike]):  # noqa: ANN201
 
 
 def write_datasets(items: Iterable[tuple[xr.Dataset, str | os.PathLike, str]]) -> list[Path]:
-    """Write several ``(dataset, path, stage)`` all or nothing (:func:`atomic_paths`)."""
+    """Write several ``(dataset, path, stage)`` all or nothing (:func:`atomic_paths`); log
+    one line per file (:func:`summary`)."""
     items = [(ds, Path(path), stage) for ds, path, stage in items]
     with atomic_paths(path for _, path, _ in items) as tmps:
         for (ds, _, stage), tmp in zip(items, tmps, strict=True):
             _to_netcdf(ds, tmp, stage)
+    for ds, path, stage in items:
+        logging.getLogger(__name__).info("wrote %s: %s", path, summary(ds, stage))
     return [path for _, path, _ in items]
+
+
+def summary(ds: xr.Dataset, stage: str) -> str:
+    """What a stage file holds, for the job's log: its point, replicates, and the count
+    of flagged replicates (a case flag such as ``converged`` False; in ``risk.nc`` the
+    per-point counts)."""
+    parts = [f"{stage}, point {ds.attrs.get('point_id', 'several')}"]
+    if "replicate" in ds.dims:
+        reps = ds["replicate"].values
+        span = f" ({reps.min()}..{reps.max()})" if len(reps) else ""
+        parts.append(f"{len(reps)} replicates{span}")
+    if "n_flagged" in ds:
+        parts.append(f"{int(ds['n_flagged'].values.sum())} flagged replicates")
+        if "off_regime" in ds:
+            parts.append(f"{int(ds['off_regime'].values.sum())} points off their regime")
+    elif "case" in ds.attrs and "replicate" in ds.dims:
+        from .cases import get_case
+
+        for flag in get_case(str(ds.attrs["case"])).outputs.flags:
+            if flag in ds:
+                parts.append(f"{int((~ds[flag].values.astype(bool)).sum())} not {flag}")
+    return ", ".join(parts)
 
 
 def read_dataset(path: str | os.PathLike, stage: str | Iterable[str] | None = None) -> xr.Dataset:
