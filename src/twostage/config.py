@@ -420,16 +420,7 @@ class Point:
         return start, min(start + size, self.replicates)
 
     def to_json(self) -> str:
-        d = {
-            "study": self.study,
-            "case": self.case,
-            "sampling": self.sampling,
-            "population": self.population,
-            "estimator": self.estimator,
-            "n": self.n,
-            "alpha": self.alpha,
-            "seed": self.seed,
-        }
+        d = {"study": self.study, **self.key, "seed": self.seed}
         if self.replicates is not None:
             d["replicates"] = self.replicates
         return seeding.canonical_json(d)
