@@ -102,16 +102,20 @@ def factor_naive(m: int, n: int, reps: int) -> Callable[[], object]:
 
 
 def factor_floor(m: int, n: int, reps: int) -> Callable[[], object]:
-    """Two batched Bartlett draws (one generator), the products, a batched eigh and the
-    k x k solves of the risk."""
+    """Two batched Bartlett draws of W_d(Sigma_x, .) (one generator; Sigma_x = A A^T + I
+    with the model's factor strengths, so the eigendecomposition sees the model's
+    spectrum), the products, a batched eigh and the k x k solves of the risk."""
     d, k = FACTOR["d"], FACTOR["k"]
     rng = np.random.default_rng(0)
     rows, cols = np.tril_indices(d, -1)
+    a_star = np.linalg.qr(rng.standard_normal((d, k)))[0] * np.sqrt(FACTOR["factor_strengths"])
+    chol = np.linalg.cholesky(a_star @ a_star.T + np.eye(d))
 
     def wishart(size):
         a = np.zeros((reps, d, d))
         a[:, np.arange(d), np.arange(d)] = np.sqrt(rng.chisquare(size - np.arange(d), (reps, d)))
         a[:, rows, cols] = rng.standard_normal((reps, len(rows)))
+        a = chol @ a
         return a @ np.swapaxes(a, -1, -2) / size
 
     def run():
