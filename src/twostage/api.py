@@ -150,7 +150,9 @@ def run_study(study: Mapping[str, Any], name: str = "notebook") -> tuple[xr.Data
     """
     points = expand_study(name, study)
     if points[0].replicates < 1:
-        raise ConfigError(f"invalid config key '{name}.replicates': expected >= 1 replicate")
+        raise ConfigError(
+            f"invalid config key 'studies.{name}.replicates': expected >= 1 replicate"
+        )
     settings = study_settings(study)
     with one_thread():
         shards = [[_chain(point)[-1]] for point in points]
