@@ -13,7 +13,7 @@ from twostage import cli
 
 
 def main(argv=None) -> None:
-    from twostage.config import study_defaults
+    from twostage.config import schema, study_defaults
 
     defaults = study_defaults()
     p = cli.parser("risk.py", __doc__)
@@ -35,7 +35,7 @@ def main(argv=None) -> None:
     )
     p.add_argument(
         "--flagged",
-        choices=("keep", "drop"),
+        choices=schema()["$defs"]["study"]["properties"]["flagged"]["enum"],
         default=defaults["flagged"],
         help="summaries over every replicate (keep) or the unflagged ones only (drop)",
     )

@@ -29,12 +29,9 @@ def main(argv=None) -> None:
             start, stop = (int(x) for x in args.replicates.split(":"))
         except ValueError:
             raise ConfigError(f"--replicates must be START:STOP; got {args.replicates!r}") from None
-        top = point.replicates
-        if not (0 <= start < stop and (top is None or stop <= top)):
-            raise ConfigError(
-                f"--replicates {args.replicates} must satisfy 0 <= START < STOP"
-                + ("" if top is None else f" <= {top}")
-            )
+        problem = stages.range_problem(start, stop, point.replicates)
+        if problem:
+            raise ConfigError(f"--replicates {args.replicates} {problem}")
     io.write_dataset(stages.simulate(point, start, stop), args.out, "simulate")
 
 

@@ -508,13 +508,10 @@ def expand_study(
             f"invalid config key '{key_name(where)}': a study name is a letter, then letters, "
             f"digits, '_' or '-'; got {name!r}"
         )
-    if target_job_seconds is not None and not (
-        isinstance(target_job_seconds, int | float) and 0 < target_job_seconds < math.inf
-    ):
-        raise ConfigError(
-            f"invalid config key 'target_job_seconds': expected a number > 0; "
-            f"got {target_job_seconds!r}"
-        )
+    if target_job_seconds is not None:  # the run's default, given by a caller: as in a config
+        check_finite(target_job_seconds, "target_job_seconds")
+        spec = schema()["properties"]["target_job_seconds"]
+        _raise_first(list(_validator()(spec).iter_errors(target_job_seconds)), "target_job_seconds")
     if not isinstance(study, Mapping):
         raise ConfigError(
             f"invalid config key '{prefix}': expected a mapping of study keys; "

@@ -597,9 +597,12 @@ def draw_all(
         "means": lambda: means_figure(risk, th, x_output),
         "crossing": lambda: crossing_figure(risk, th),
     }
+    from .stages import flag_report
+
+    flags = flag_report(risk)
     paths = []
     for name in FIGURES:
-        paths += _save(_flag_note(makers[name](), risk), outdir, name)
+        paths += _save(_flag_note(makers[name](), flags), outdir, name)
     return paths
 
 
@@ -607,12 +610,9 @@ def draw_all(
 FLAG_NOTE_LINES = 4
 
 
-def _flag_note(fig: Any, risk: xr.Dataset) -> Any:
-    """Under the figure, the points with flagged replicates or not yet asymptotic
-    (:func:`twostage.stages.flag_report`), so that no figure hides them."""
-    from .stages import flag_report
-
-    lines = flag_report(risk)
+def _flag_note(fig: Any, lines: list[str]) -> Any:
+    """Under the figure, the points with flagged replicates or not yet asymptotic (the
+    lines of :func:`twostage.stages.flag_report`), so that no figure hides them."""
     if not lines:
         return fig
     if len(lines) > FLAG_NOTE_LINES:

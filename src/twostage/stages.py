@@ -18,7 +18,7 @@ import xarray as xr
 from . import seeding
 from .cases import get_case
 from .cases._base import Variables, arrays
-from .config import Point, study_defaults
+from .config import Point, schema, study_defaults
 from .errors import InputFileError
 from .groups import alignment_variables
 from .io import json_attr
@@ -118,14 +118,19 @@ def truth(point: Point) -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------- stages
+def range_problem(start: int, stop: int, replicates: int | None) -> str | None:
+    """Why ``start:stop`` is not a replicate range of a point with ``replicates``
+    replicates (None: unknown, as in a Monte Carlo study's jobs), or None."""
+    if 0 <= start < stop and (replicates is None or stop <= replicates):
+        return None
+    return "must satisfy 0 <= START < STOP" + ("" if replicates is None else f" <= {replicates}")
+
+
 def simulate(point: Point, start: int, stop: int) -> xr.Dataset:
     """Truth and, for replicates ``start <= r < stop``, pre-training and downstream data."""
-    top = point.replicates
-    if not (0 <= start < stop and (top is None or stop <= top)):
-        raise ValueError(
-            f"replicate range {start}:{stop} must satisfy 0 <= start < stop"
-            + ("" if top is None else f" <= {top}")
-        )
+    problem = range_problem(start, stop, point.replicates)
+    if problem:
+        raise ValueError(f"replicate range {start}:{stop} {problem}")
     case = get_case(point.case)
     truth_v = _truth_variables(point)
     truth_arr = arrays(truth_v)
@@ -397,17 +402,17 @@ def _binomial_se(p: float, r: int) -> float:
     return float(np.sqrt(p * (1 - p) / r)) if r > 0 else float("nan")
 
 
-def replicate_flags(ds: xr.Dataset, th: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Per replicate of one point's combined files: ``rank_deficient`` (the case's rule,
-    e.g. the downstream Gram matrix of rank below d_eff) and ``flagged`` (rank-deficient
-    or failing any of the case's flags, e.g. ``converged``)."""
+def replicate_flags(ds: xr.Dataset, th: xr.Dataset) -> dict[str, np.ndarray]:
+    """Per replicate of one point's combined files, boolean masks: ``rank_deficient`` (the
+    case's rule, e.g. the downstream Gram matrix of rank below d_eff), ``not_<flag>`` for
+    each of the case's flags (e.g. ``not_converged``) and ``flagged`` (any of them)."""
     point = point_of(ds)
     case = get_case(point.case)
-    rank_def = np.asarray(case.rank_deficient(ds, int(th["d_eff"]), point), dtype=bool)
-    flagged = rank_def.copy()
+    masks = {"rank_deficient": np.asarray(case.rank_deficient(ds, int(th["d_eff"]), point), bool)}
     for flag in case.outputs.flags:
-        flagged |= ~ds[flag].values.astype(bool)
-    return rank_def, flagged
+        masks[f"not_{flag}"] = ~ds[flag].values.astype(bool)
+    masks["flagged"] = np.logical_or.reduce(list(masks.values()))
+    return masks
 
 
 def summarise(
@@ -417,6 +422,7 @@ def summarise(
     ks_bootstrap: int,
     flagged: str = "keep",
     regime_tolerance: float = 0.25,
+    masks: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, float]:
     """Per-point summaries: means with Monte Carlo standard errors, KS distances to the
     limits (with bootstrap standard errors and the 1% critical value), p_var, the counts
@@ -428,16 +434,11 @@ def summarise(
 
     ``flagged='keep'`` summarises every replicate, ``'drop'`` the unflagged ones only
     (``n_used`` of them); the means the other way are reported beside (``mean_<v>_unflagged``
-    with 'keep', ``mean_<v>_all`` with 'drop'). Nothing is averaged silently."""
-    rank_def, bad = replicate_flags(ds, th)
-    out: dict[str, float] = {
-        "n_rank_deficient": float(rank_def.sum()),
-        **{
-            f"n_not_{flag}": float(np.sum(~ds[flag].values.astype(bool)))
-            for flag in get_case(point_of(ds).case).outputs.flags
-        },
-        "n_flagged": float(bad.sum()),
-    }
+    with 'keep', ``mean_<v>_all`` with 'drop'). Nothing is averaged silently. ``masks``:
+    :func:`replicate_flags` of ``ds``, if already computed."""
+    masks = replicate_flags(ds, th) if masks is None else masks
+    out: dict[str, float] = {f"n_{name}": float(mask.sum()) for name, mask in masks.items()}
+    bad = masks["flagged"]
     used = ~bad if flagged == "drop" else np.ones_like(bad)
     other, suffix = (np.ones_like(bad), "all") if flagged == "drop" else (~bad, "unflagged")
     out["n_used"] = float(used.sum())
@@ -552,15 +553,17 @@ def aggregate(
     point_coords = _point_coords(points)
     rep_index = np.arange(points[0].replicates)
     outputs = get_case(points[0].case).outputs
+    given = {
+        "p_var_tolerance": p_var_tolerance,
+        "ks_bootstrap": ks_bootstrap,
+        "flagged": flagged,
+        "regime_tolerance": regime_tolerance,
+    }
     defaults = study_defaults()
-    p_var_tolerance = defaults["p_var_tolerance"] if p_var_tolerance is None else p_var_tolerance
-    ks_bootstrap = defaults["ks_bootstrap"] if ks_bootstrap is None else ks_bootstrap
-    flagged = defaults["flagged"] if flagged is None else flagged
-    if flagged not in ("keep", "drop"):
-        raise ValueError(f"flagged must be 'keep' or 'drop'; got {flagged!r}")
-    regime_tolerance = (
-        defaults["regime_tolerance"] if regime_tolerance is None else regime_tolerance
-    )
+    settings = {k: defaults[k] if v is None else v for k, v in given.items()}
+    policies = schema()["$defs"]["study"]["properties"]["flagged"]["enum"]
+    if settings["flagged"] not in policies:
+        raise ValueError(f"flagged must be one of {policies}; got {settings['flagged']!r}")
     data: dict[str, Any] = {}
     for v in (*FRAMEWORK_REPLICATE_VARS, *outputs.aggregated):
         missing_in = [p.point_id for p, ds in zip(points, combined, strict=True) if v not in ds]
@@ -571,19 +574,17 @@ def aggregate(
             np.stack([ds[v].values for ds in combined]),
             combined[0][v].attrs,
         )
-    flags = [replicate_flags(ds, th) for ds, th in zip(combined, ths, strict=True)]
-    for i, (name, what) in enumerate(
-        (
-            ("rank_deficient", "rank-deficient fit (e.g. rank Sigma_n < d_eff)"),
-            ("flagged", "flagged replicate: rank-deficient or failing a case flag"),
-        )
+    masks = [replicate_flags(ds, th) for ds, th in zip(combined, ths, strict=True)]
+    for name, what in (
+        ("rank_deficient", "rank-deficient fit (e.g. rank Sigma_n < d_eff)"),
+        ("flagged", "flagged replicate: rank-deficient or failing a case flag"),
     ):
         data[name] = xr.Variable(
-            ("point", "replicate"), np.stack([f[i] for f in flags]), {"long_name": what}
+            ("point", "replicate"), np.stack([m[name] for m in masks]), {"long_name": what}
         )
     summaries = [
-        summarise(ds, th, p_var_tolerance, ks_bootstrap, flagged, regime_tolerance)
-        for ds, th in zip(combined, ths, strict=True)
+        summarise(ds, th, **settings, masks=m)
+        for ds, th, m in zip(combined, ths, masks, strict=True)
     ]
     for key in summaries[0]:
         data[key] = xr.Variable(("point",), np.array([s[key] for s in summaries], dtype=float))
@@ -604,10 +605,10 @@ def aggregate(
         "seed": points[0].seed,
         "sampling": points[0].sampling,
         "points": seeding.canonical_json([p.to_json() for p in points]),
-        "p_var_tolerance": float(p_var_tolerance),
-        "ks_bootstrap": int(ks_bootstrap),
-        "flagged": flagged,
-        "regime_tolerance": float(regime_tolerance),
+        "p_var_tolerance": float(settings["p_var_tolerance"]),
+        "ks_bootstrap": int(settings["ks_bootstrap"]),
+        "flagged": settings["flagged"],
+        "regime_tolerance": float(settings["regime_tolerance"]),
     }
     attrs["config_sha256"] = hashlib.sha256(attrs["points"].encode()).hexdigest()
     risk.attrs = attrs
