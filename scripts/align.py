@@ -16,7 +16,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     from twostage import io, stages
 
-    io.write_dataset(stages.align(io.read_dataset(args.inp, "pretrain")), args.out, "align")
+    io.write_dataset(stages.align(io.read_shard(args.inp, "pretrain")), args.out, "align")
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     from twostage import io, stages
 
-    al = io.read_dataset(args.align, "align")
-    sim = io.read_dataset(args.simulate, "simulate")
+    al = io.read_shard(args.align, "align")
+    sim = io.read_shard(args.simulate, "simulate")
     if not stages.same_shard(al, sim):
         from twostage.errors import InputFileError
 

@@ -15,7 +15,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     from twostage import io, stages
 
-    io.write_dataset(stages.pretrain(io.read_dataset(args.inp, "simulate")), args.out, "pretrain")
+    io.write_dataset(stages.pretrain(io.read_shard(args.inp, "simulate")), args.out, "pretrain")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,14 @@ def script(name: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def tiny_params(name: str) -> dict:
+    """A case's tiny test settings (``CaseStudy.tiny``) as one flat parameter mapping."""
+    from twostage.cases import get_case
+
+    tiny = get_case(name).tiny
+    return {**tiny["population"], **tiny["estimator"], "n": tiny["n"], "alpha": tiny["alpha"]}
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT

@@ -31,6 +31,7 @@ import jsonschema
 import numpy as np
 import pytest
 import xarray as xr
+from conftest import tiny_params
 from threadpoolctl import threadpool_limits
 
 from twostage import run_point, stages
@@ -59,11 +60,6 @@ RESERVED = {
     "x",
     "series",
 }
-
-
-def tiny_params(name: str) -> dict:
-    tiny = get_case(name).tiny
-    return {**tiny["population"], **tiny["estimator"], "n": tiny["n"], "alpha": tiny["alpha"]}
 
 
 @cache
@@ -200,7 +196,7 @@ def test_results_do_not_depend_on_the_shard_size(name):
     def chain(start, stop):
         with threadpool_limits(limits=1):
             sim = stages.simulate(point, start, stop)
-            return stages.downstream(stages.align(stages.pretrain(sim)), sim)
+            return stages.downstream(stages.align(stages.pretrain(sim)), sim).to_xarray()
 
     whole = chain(0, 7)
     parts = xr.concat(

@@ -96,7 +96,7 @@ def test_orbit_invariance_of_every_risk_component():
     sim = stages.simulate(p, 0, 500)
     al = stages.align(stages.pretrain(sim))
     down = stages.downstream(al, sim)
-    assert float(down["orbit_invariance_error"].max()) < 1e-10
+    assert float(down["orbit_invariance_error"].values.max()) < 1e-10
     rng = np.random.default_rng(5)
     rep = al["representation"].values
     q = np.array([random_orthogonal(3, rng) for _ in range(len(rep))])

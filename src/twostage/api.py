@@ -53,11 +53,12 @@ def _aggregation(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 def _chain(point: Any) -> tuple[xr.Dataset, xr.Dataset, xr.Dataset, xr.Dataset]:
     """simulate -> pretrain -> align -> downstream of all the point's replicates, in one
-    shard (the workflow's stages, in memory)."""
+    shard (the workflow's stages, in memory), as the datasets xarray reads from their files."""
     sim = stages.simulate(point, 0, point.replicates)
     pre = stages.pretrain(sim)
     al = stages.align(pre)
-    return sim, pre, al, stages.downstream(al, sim)
+    down = stages.downstream(al, sim)
+    return sim.to_xarray(), pre.to_xarray(), al.to_xarray(), down.to_xarray()
 
 
 def run_point(

@@ -34,6 +34,7 @@ import yaml
 from . import seeding
 from .costs import SHARD_RULES
 from .errors import ConfigError
+from .yamlload import LOADER, safe_load
 
 if TYPE_CHECKING:
     import jsonschema
@@ -62,7 +63,7 @@ def schema() -> dict[str, Any]:
     from .cases import REGISTRY, fragment
 
     with open(schema_path()) as fh:
-        sch = yaml.safe_load(fh)
+        sch = safe_load(fh)
     study = sch["$defs"]["study"]
     study["properties"]["case"]["enum"] = list(REGISTRY)
     for name in REGISTRY:
@@ -259,10 +260,10 @@ def read_yaml(path: str | Path) -> Any:
         raise ConfigError(f"config file {path} does not exist")
     try:
         text = path.read_text()
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=LOADER)
         if node is not None:
             _duplicate_keys(node, "", path)
-        return yaml.safe_load(text)
+        return safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -11,7 +11,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import yaml
+from .yamlload import safe_load
 
 #: The rules that run once per shard (their cost grows with the shard's replicates).
 SHARD_RULES = ("simulate", "pretrain", "align", "downstream")
@@ -22,7 +22,7 @@ SHARD_MEMORY_MB = 1500.0
 @cache
 def _defaults() -> dict[str, Any]:
     path = resources.files("twostage") / "data" / "costs.yaml"
-    return yaml.safe_load(path.read_text())["default"]
+    return safe_load(path.read_text())["default"]
 
 
 def rule_cost(point: Any, rule: str) -> dict[str, float]:

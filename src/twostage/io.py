@@ -9,12 +9,15 @@ import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-
-import xarray as xr
+from typing import TYPE_CHECKING
 
 from ._version import __version__
 from .errors import InputFileError
+from .frame import Frame, read_frame, write_frame
 from .versions import git_commit
+
+if TYPE_CHECKING:  # imported where used: a shard stage job never imports xarray
+    import xarray as xr
 
 ENGINE = "h5netcdf"
 COMPRESSION = {"zlib": True, "complevel": 4, "shuffle": True}
@@ -84,13 +87,18 @@ def atomic_path(path: str | os.PathLike):  # noqa: ANN201
         raise
 
 
-def _to_netcdf(ds: xr.Dataset, tmp: str, stage: str) -> None:
+def _to_netcdf(ds: xr.Dataset | Frame, tmp: str, stage: str) -> None:
+    if isinstance(ds, Frame):
+        if stage in COMPRESSED_STAGES:
+            raise ValueError(f"a {stage!r} file is written from an xarray.Dataset")
+        write_frame(Frame(ds.data_vars, ds.coords, {**ds.attrs, **provenance(stage)}), tmp)
+        return
     out = ds.copy(deep=False)
     out.attrs = {**ds.attrs, **provenance(stage)}
     out.to_netcdf(tmp, engine=ENGINE, encoding=_encoding(out, stage))
 
 
-def write_dataset(ds: xr.Dataset, path: str | os.PathLike, stage: str) -> Path:
+def write_dataset(ds: xr.Dataset | Frame, path: str | os.PathLike, stage: str) -> Path:
     """Write ``ds`` to ``path`` atomically, with provenance attributes.
 
     The data go to a temporary file in the same directory, which is renamed onto ``path``
@@ -108,7 +116,9 @@ def atomic_paths(paths: Iterable[str | os.PathLike]):  # noqa: ANN201
         yield [stack.enter_context(atomic_path(path)) for path in paths]
 
 
-def write_datasets(items: Iterable[tuple[xr.Dataset, str | os.PathLike, str]]) -> list[Path]:
+def write_datasets(
+    items: Iterable[tuple[xr.Dataset | Frame, str | os.PathLike, str]],
+) -> list[Path]:
     """Write several ``(dataset, path, stage)`` all or nothing (:func:`atomic_paths`); log
     one line per file (:func:`summary`)."""
     items = [(ds, Path(path), stage) for ds, path, stage in items]
@@ -120,7 +130,7 @@ def write_datasets(items: Iterable[tuple[xr.Dataset, str | os.PathLike, str]]) -
     return [path for _, path, _ in items]
 
 
-def summary(ds: xr.Dataset, stage: str) -> str:
+def summary(ds: xr.Dataset | Frame, stage: str) -> str:
     """What a stage file holds, for the job's log: its point, replicates, and the count
     of flagged replicates (a case flag such as ``converged`` False; in ``risk.nc`` the
     per-point counts)."""
@@ -150,6 +160,22 @@ def read_dataset(path: str | os.PathLike, stage: str | Iterable[str] | None = No
     InputFileError
         If the file is missing, is not a readable netCDF file, or is another stage's output.
     """
+    import xarray as xr
+
+    def load(path: Path) -> xr.Dataset:
+        with xr.open_dataset(path, engine=ENGINE) as ds:
+            return ds.load()
+
+    return _read(path, stage, load)
+
+
+def read_shard(path: str | os.PathLike, stage: str | Iterable[str] | None = None) -> Frame:
+    """:func:`read_dataset` for the shard stages' files, as a :class:`~twostage.frame.Frame`
+    (no xarray: see :mod:`twostage.frame`)."""
+    return _read(path, stage, read_frame)
+
+
+def _read(path: str | os.PathLike, stage: str | Iterable[str] | None, load):  # noqa: ANN202
     path = Path(path)
     expected = (stage,) if isinstance(stage, str) else tuple(stage or ())
     if path.is_dir():
@@ -157,8 +183,7 @@ def read_dataset(path: str | os.PathLike, stage: str | Iterable[str] | None = No
     if not path.is_file():
         raise InputFileError(f"input file {path} does not exist")
     try:
-        with xr.open_dataset(path, engine=ENGINE) as ds:
-            ds = ds.load()
+        ds = load(path)
     except Exception as exc:  # h5py/xarray raise many types for a corrupt file
         raise InputFileError(
             f"input file {path} is not a readable netCDF dataset (truncated or corrupt?): "
@@ -172,7 +197,7 @@ def read_dataset(path: str | os.PathLike, stage: str | Iterable[str] | None = No
     return ds
 
 
-def json_attr(ds: xr.Dataset, key: str) -> str:
+def json_attr(ds: xr.Dataset | Frame, key: str) -> str:
     """A JSON-string attribute that must be present (raises InputFileError otherwise)."""
     value = ds.attrs.get(key)
     if not isinstance(value, str):

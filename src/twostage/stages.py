@@ -10,18 +10,21 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 
 from . import seeding
 from .cases import get_case
 from .cases._base import Variables, arrays
 from .config import Point, schema, study_defaults
 from .errors import InputFileError
+from .frame import Frame
 from .groups import alignment_variables
 from .io import json_attr
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 TRUTH = "truth_"
 #: Per-replicate variables the framework itself computes (alignment and downstream
@@ -73,6 +76,8 @@ def _coords(point: Point) -> dict[str, Any]:
 
 
 def _dataset(variables: Variables, prefix: str = "") -> xr.Dataset:
+    import xarray as xr
+
     return xr.Dataset(
         {
             prefix + name: xr.Variable(dims, np.asarray(arr), attrs)
@@ -81,12 +86,12 @@ def _dataset(variables: Variables, prefix: str = "") -> xr.Dataset:
     )
 
 
-def point_of(ds: xr.Dataset) -> Point:
+def point_of(ds: Frame | xr.Dataset) -> Point:
     """The :class:`Point` a stage output belongs to (from its ``point`` attribute)."""
     return Point.from_json(json_attr(ds, "point"), trusted=True)
 
 
-def truth_of(ds: xr.Dataset) -> dict[str, np.ndarray]:
+def truth_of(ds: Frame | xr.Dataset) -> dict[str, np.ndarray]:
     """The population truth carried by a stage output, as numpy arrays."""
     out = {name[len(TRUTH) :]: ds[name].values for name in ds.data_vars if name.startswith(TRUTH)}
     if not out:
@@ -94,11 +99,17 @@ def truth_of(ds: xr.Dataset) -> dict[str, np.ndarray]:
     return out
 
 
-def _truth_vars(ds: xr.Dataset) -> xr.Dataset:
-    return ds[[v for v in ds.data_vars if v.startswith(TRUTH)]]
+def _frame(ds: Frame | xr.Dataset) -> Frame:
+    """A stage input as a :class:`Frame` (an ``xarray.Dataset``, e.g. of
+    :func:`twostage.run_point`, is converted)."""
+    return ds if isinstance(ds, Frame) else Frame.from_xarray(ds)
 
 
-def _arrays(ds: xr.Dataset, names: Sequence[str]) -> dict[str, np.ndarray]:
+def _truth_vars(ds: Frame) -> Frame:
+    return ds.subset(v for v in ds.data_vars if v.startswith(TRUTH))
+
+
+def _arrays(ds: Frame, names: Sequence[str]) -> dict[str, np.ndarray]:
     return {name: ds[name].values for name in names if name in ds}
 
 
@@ -126,7 +137,7 @@ def range_problem(start: int, stop: int, replicates: int | None) -> str | None:
     return "must satisfy 0 <= START < STOP" + ("" if replicates is None else f" <= {replicates}")
 
 
-def simulate(point: Point, start: int, stop: int) -> xr.Dataset:
+def simulate(point: Point, start: int, stop: int) -> Frame:
     """Truth and, for replicates ``start <= r < stop``, pre-training and downstream data."""
     problem = range_problem(start, stop, point.replicates)
     if problem:
@@ -140,7 +151,7 @@ def simulate(point: Point, start: int, stop: int) -> xr.Dataset:
         if case.stores_data
         else {}
     )
-    ds = xr.merge([_dataset(truth_v, TRUTH), _dataset(data)], compat="no_conflicts", join="exact")
+    ds = Frame.merge([Frame.from_variables(truth_v, TRUTH), Frame.from_variables(data)])
     ds = ds.assign_coords(replicate=reps, **_coords(point))
     ds.attrs = _attrs(point)
     return ds
@@ -155,39 +166,38 @@ def _draw(point: Point, tr: Mapping[str, np.ndarray], reps: np.ndarray, role: st
     return case.sample(tr, size, point.streams(stream, reps), role, point.sampling)
 
 
-def _stored(sim: xr.Dataset) -> dict[str, np.ndarray]:
+def _stored(sim: Frame) -> dict[str, np.ndarray]:
     return _arrays(sim, [v for v in sim.data_vars if not v.startswith(TRUTH)])
 
 
-def pretrain(sim: xr.Dataset) -> xr.Dataset:
+def pretrain(sim: Frame | xr.Dataset) -> Frame:
     """Stage-1 estimation: representation, descriptor and diagnostics per replicate, with
     the point's estimator settings.
 
     Cases that do not store their data regenerate it here from the same keyed streams, a
     chunk of replicates at a time (identical numbers, bounded memory)."""
+    sim = _frame(sim)
     point = point_of(sim)
     case = get_case(point.case)
     reps = sim["replicate"].values
     rngs = point.streams("pretrain_algorithm", reps)
     tr = truth_of(sim)
     if case.stores_data:
-        est = _dataset(case.pretrain(tr, _stored(sim), point.estimator, rngs))
+        est = Frame.from_variables(case.pretrain(tr, _stored(sim), point.estimator, rngs))
     else:
         data_rngs = point.streams("pretrain_data", reps)
-        est = _dataset(
+        est = Frame.from_variables(
             case.pretrain_from_streams(
                 tr, point.m, point.estimator, data_rngs, rngs, point.sampling
             )
         )
-    ds = xr.merge([_truth_vars(sim), est], compat="no_conflicts", join="exact")
-    ds = ds.assign_coords(sim.coords)
-    ds.attrs = dict(sim.attrs)
-    return ds
+    return Frame(Frame.merge([_truth_vars(sim), est]).data_vars, sim.coords, sim.attrs)
 
 
-def align(pre: xr.Dataset) -> xr.Dataset:
+def align(pre: Frame | xr.Dataset) -> Frame:
     """Orbit alignment of each representative to the truth by the case's symmetry group
     (diagnostics only), and the case's parameter-level diagnostics."""
+    pre = _frame(pre)
     point = point_of(pre)
     case = get_case(point.case)
     tr = truth_of(pre)
@@ -197,25 +207,25 @@ def align(pre: xr.Dataset) -> xr.Dataset:
         aligned, g, dist, pre["representation"].dims[1:], case.group.name
     )
     variables.update(case.diagnostics(tr, est, aligned, point.m))
-    ds = xr.merge([pre, _dataset(variables)], compat="no_conflicts", join="exact")
-    ds.attrs = dict(pre.attrs)
-    return ds
+    merged = Frame.merge([pre, Frame.from_variables(variables)])
+    return Frame(merged.data_vars, merged.coords, pre.attrs)
 
 
-def same_shard(a: xr.Dataset, b: xr.Dataset) -> bool:
+def same_shard(a: Frame, b: Frame) -> bool:
     """Whether two stage outputs hold the same point's same replicates."""
     return a.attrs.get("point_id") == b.attrs.get("point_id") and np.array_equal(
         a["replicate"].values, b["replicate"].values
     )
 
 
-def downstream(al: xr.Dataset, sim: xr.Dataset) -> xr.Dataset:
+def downstream(al: Frame | xr.Dataset, sim: Frame | xr.Dataset) -> Frame:
     """Min-norm OLS and the exact conditional risk decomposition per replicate.
 
     The risk is computed from the unaligned representative (no alignment is needed,
     Lemma 4.1); the same computation from the aligned representative gives
     ``orbit_invariance_error``, the largest change of any scaled term.
     """
+    al, sim = _frame(al), _frame(sim)
     point = point_of(al)
     if not same_shard(al, sim):
         raise InputFileError(
@@ -283,13 +293,14 @@ def downstream(al: xr.Dataset, sim: xr.Dataset) -> xr.Dataset:
         for v in al.data_vars
         if v.startswith(TRUTH) or al[v].dims == ("replicate",) or v in entries
     ]
-    ds = xr.merge([al[keep], _dataset(risk), _dataset(extra)], compat="no_conflicts", join="exact")
-    ds.attrs = dict(al.attrs)
-    return ds
+    merged = Frame.merge([al.subset(keep), Frame.from_variables(risk), Frame.from_variables(extra)])
+    return Frame(merged.data_vars, merged.coords, al.attrs)
 
 
 def theory(point: Point) -> xr.Dataset:
     """The limit of Theorem 5.1 at a point, with the case's closed forms alongside."""
+    import xarray as xr
+
     from .gchisq import GeneralizedChiSquare
 
     case = get_case(point.case)
@@ -364,6 +375,8 @@ def combine_shards(shards: Sequence[xr.Dataset], replicates: int | None = None) 
     exactly ``0..replicates - 1`` (``replicates``: the count in the shards' point, else
     the one given, else as many as there are shards' replicates). The result's ``point``
     attribute carries the count."""
+    import xarray as xr
+
     if not shards:
         raise InputFileError("no shard given")
     ids = {s.attrs.get("point_id") for s in shards}
@@ -532,6 +545,8 @@ def aggregate(
     risk : xarray.Dataset with dims (point, replicate)
     theory : xarray.Dataset with dims (point, term) and (point, probability)
     """
+    import xarray as xr
+
     if len(shards_per_point) != len(theories) or not theories:
         raise InputFileError("aggregate needs one theory file per point and at least one point")
     by_id = {th.attrs.get("point_id"): th for th in theories}
@@ -624,6 +639,8 @@ def aggregate_theory(points: Sequence[Point], ths: Sequence[xr.Dataset]) -> xr.D
     Weight vectors of different lengths are padded with zeros (harmless for a generalized
     chi-square); other non-scalar variables are kept when every point has the same shape.
     """
+    import xarray as xr
+
     q = max(th.sizes.get("term", 0) for th in ths)
     tdata: dict[str, Any] = {}
     for name in ths[0].data_vars:
@@ -715,6 +732,8 @@ def sweep(
     output of the limit summarising the list-valued swept parameters, e.g. the factor
     model's ``D``), one series per combination of the other varying parameters (e.g. the
     estimator), with a fitted curve and its R^2 per series."""
+    import xarray as xr
+
     points = [point_of(th) for th in theories]
     numeric, others = grid_axes(points)
     if x_output is not None:

@@ -13,9 +13,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import ConfigError
+from ..yamlload import safe_load
 from ._base import Bound, CaseStudy, ClosedForm, Output, Outputs
 
 #: registry name -> folder of twostage/cases (one line per case study)
@@ -54,7 +53,7 @@ def get_case(name: str) -> CaseStudy:
 @cache
 def _fragment(folder: str) -> dict[str, Any]:
     with open(_HERE / folder / "schema.yaml") as fh:
-        return yaml.safe_load(fh)
+        return safe_load(fh)
 
 
 def fragment(name: str) -> dict[str, Any]:
@@ -71,7 +70,7 @@ def costs(name: str) -> dict[str, Any]:
     if not path.is_file():
         return {}
     with open(path) as fh:
-        return yaml.safe_load(fh) or {}
+        return safe_load(fh) or {}
 
 
 __all__ = [

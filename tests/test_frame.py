@@ -1,0 +1,100 @@
+"""The shard stages' files without xarray (twostage.frame): what xarray reads from them
+equals what xarray itself would have written, for every case and stage; old files
+(written by xarray) read back the same; a shard stage job never imports xarray."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import xarray as xr
+from conftest import ROOT, env, tiny_params
+
+from twostage import io, stages
+from twostage.api import study_spec
+from twostage.cases import REGISTRY
+from twostage.config import expand_study
+from twostage.frame import Frame, Var
+
+PROVENANCE = ("created", "git_commit")
+
+
+def _chain(name):
+    (point,) = expand_study("s", study_spec(name, tiny_params(name), replicates=4, seed=5))
+    sim = stages.simulate(point, 1, 4)
+    pre = stages.pretrain(sim)
+    al = stages.align(pre)
+    return {"simulate": sim, "pretrain": pre, "align": al, "downstream": stages.downstream(al, sim)}
+
+
+def _drop_provenance(ds):
+    return ds.drop_attrs(deep=False).assign_attrs(
+        {k: v for k, v in ds.attrs.items() if k not in PROVENANCE}
+    )
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_shard_files_are_what_xarray_writes_and_reads(name, tmp_path):
+    for stage, frame in _chain(name).items():
+        ours = io.write_dataset(frame, tmp_path / f"{stage}.nc", stage)
+        theirs = tmp_path / f"{stage}-xarray.nc"
+        with_attrs = Frame(frame.data_vars, frame.coords, {**frame.attrs, **io.provenance(stage)})
+        with_attrs.to_xarray().to_netcdf(theirs, engine=io.ENGINE)
+        a, b = io.read_dataset(ours, stage), io.read_dataset(theirs, stage)
+        # every variable, coordinate, dtype, attribute and global attribute
+        xr.testing.assert_identical(_drop_provenance(a), _drop_provenance(b))
+        xr.testing.assert_identical(_drop_provenance(a), _drop_provenance(with_attrs.to_xarray()))
+        for var in a.variables:
+            assert a[var].dtype == b[var].dtype, (stage, var)
+        # the frame reader gives the same, from our file and from xarray's
+        for path in (ours, theirs):
+            back = io.read_shard(path, stage).to_xarray()
+            xr.testing.assert_identical(back, a if path == ours else b)
+            for key, value in back.attrs.items():
+                assert type(value) is type(b.attrs[key]), (stage, key)
+
+
+def test_frame_checks_dimensions_and_merge_conflicts():
+    with pytest.raises(ValueError, match="dimension 'replicate' has size 3 and 2"):
+        Frame({"a": (("replicate",), np.zeros(3), {}), "b": (("replicate",), np.zeros(2), {})})
+    with pytest.raises(ValueError, match="2-d values for dimensions"):
+        Frame({"a": (("replicate",), np.zeros((2, 2)), {})})
+    one = Frame({"a": (("replicate",), np.array([1.0, np.nan]), {})})
+    same = Frame({"a": Var(("replicate",), np.array([1.0, np.nan]), {})})
+    assert Frame.merge([one, same])["a"].values.tolist()[0] == 1.0  # NaN equals NaN
+    other = Frame({"a": (("replicate",), np.array([1.0, 2.0]), {})})
+    with pytest.raises(ValueError, match="conflicting values for variable 'a'"):
+        Frame.merge([one, other])
+
+
+def test_a_shard_stage_job_imports_neither_xarray_nor_pandas(tmp_path):
+    """The point of twostage.frame: start-up (issue 10). The chain by hand, each stage a
+    process that lists, at its end, the heavy packages it imported."""
+    probe = (
+        "import runpy, sys\n"
+        "sys.argv = sys.argv[1:]\n"
+        "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+        "except SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "print('HEAVY', sorted({m.split('.')[0] for m in sys.modules} & {'xarray', 'pandas', "
+        "'scipy', 'matplotlib', 'seaborn', 'sklearn'}))"
+    )
+    spec = study_spec("factor", tiny_params("factor"), replicates=3, seed=5)
+    (point,) = expand_study("s", spec)
+    runs = {
+        "simulate": ["--point", point.to_json(), "--out", "sim.nc"],
+        "pretrain": ["--in", "sim.nc", "--out", "pre.nc"],
+        "align": ["--in", "pre.nc", "--out", "al.nc"],
+        "downstream": ["--align", "al.nc", "--simulate", "sim.nc", "--out", "down.nc"],
+    }
+    for name, args in runs.items():
+        res = subprocess.run(
+            [sys.executable, "-c", probe, str(ROOT / "scripts" / f"{name}.py"), *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env=env(),
+            check=False,
+        )
+        assert res.returncode == 0, res.stderr
+        assert "HEAVY []" in res.stdout, (name, res.stdout)
+    assert io.read_dataset(tmp_path / "down.nc", "downstream").sizes["replicate"] == 3
