@@ -627,7 +627,7 @@ def test_stage_functions_run_the_case_and_regenerate_the_same_data():
     )
     np.testing.assert_array_equal(down["rep"].values, risk["rep"][1])
     assert float(down["orbit_invariance_error"].values.max()) < 1e-10
-    th = stages.theory(pt)
+    th = stages.theory(pt).to_xarray()
     out, _ = stages.aggregate([[down.to_xarray()]], [th], ks_bootstrap=0)
     for key in ("ks_pre", "ks_center_error", "p_var"):
         assert np.isfinite(float(out[key][0])), key

@@ -45,7 +45,7 @@ def test_sweep_against_a_scalar_output_of_the_limit():
     }
     validate_config({"studies": {"s": study}})
     points = expand_study("s", study)
-    sw = stages.sweep([stages.theory(p) for p in points], "power", "D")
+    sw = stages.sweep([stages.theory(p).to_xarray() for p in points], "power", "D")
     np.testing.assert_allclose(sw["x"].values, [1.0, 2.0, 4.0])
     assert set(sw["series"].values) == {""} and sw.attrs["swept"] == "D"
     assert np.all(np.diff(sw["mean_L2"].values) < 0)

@@ -120,7 +120,7 @@ def run_point(
         raise ConfigError("invalid config key 'run_point.replicates': expected >= 1 replicate")
     with one_thread():
         sim, pre, al, down = _chain(point)
-        th = stages.theory(point)
+        th = stages.theory(point).to_xarray()
         risk, th_summary = stages.aggregate([[down]], [th], **_aggregation(settings))
     return {
         "simulate": sim,
@@ -158,5 +158,5 @@ def run_study(study: Mapping[str, Any], name: str = "notebook") -> tuple[xr.Data
     with one_thread():
         shards = [[_chain(point)[-1]] for point in points]
         return stages.aggregate(
-            shards, [stages.theory(point) for point in points], **_aggregation(settings)
+            shards, [stages.theory(p).to_xarray() for p in points], **_aggregation(settings)
         )

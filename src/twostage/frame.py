@@ -177,8 +177,10 @@ def _encode(v: Var) -> tuple[np.ndarray, dict[str, Any]]:
     return values, attrs
 
 
-def write_frame(frame: Frame, path: str) -> None:
-    """Write ``frame`` to the netCDF-4 file ``path`` (no compression; see the module)."""
+def write_frame(frame: Frame, path: str, compression: Mapping[str, Any] | None = None) -> None:
+    """Write ``frame`` to the netCDF-4 file ``path``; ``compression``: h5py filter
+    keywords (e.g. ``compression="gzip"``) for every numeric array, as xarray's
+    ``zlib`` encoding applies them."""
     import h5netcdf
     import h5py
 
@@ -193,7 +195,8 @@ def write_frame(frame: Frame, path: str) -> None:
                     var[...] = values.astype(object)
                 else:
                     fill = attrs.pop("_FillValue", None)
-                    var = f.create_variable(name, v.dims, data=values, fillvalue=fill)
+                    filters = compression if values.ndim and compression else {}
+                    var = f.create_variable(name, v.dims, data=values, fillvalue=fill, **filters)
                     if fill is not None:
                         attrs = {"_FillValue": fill, **attrs}
                 mine = [c for c in extra if set(frame.coords[c].dims) <= set(v.dims)]

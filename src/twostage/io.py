@@ -89,9 +89,15 @@ def atomic_path(path: str | os.PathLike):  # noqa: ANN201
 
 def _to_netcdf(ds: xr.Dataset | Frame, tmp: str, stage: str) -> None:
     if isinstance(ds, Frame):
-        if stage in COMPRESSED_STAGES:
-            raise ValueError(f"a {stage!r} file is written from an xarray.Dataset")
-        write_frame(Frame(ds.data_vars, ds.coords, {**ds.attrs, **provenance(stage)}), tmp)
+        filters = {
+            "compression": "gzip",
+            "compression_opts": COMPRESSION["complevel"],
+            "shuffle": COMPRESSION["shuffle"],
+        }
+        out = Frame(ds.data_vars, ds.coords, {**ds.attrs, **provenance(stage)})
+        write_frame(
+            out, tmp, filters if stage in COMPRESSED_STAGES and COMPRESSION["zlib"] else None
+        )
         return
     out = ds.copy(deep=False)
     out.attrs = {**ds.attrs, **provenance(stage)}

@@ -75,17 +75,6 @@ def _coords(point: Point) -> dict[str, Any]:
     return coords
 
 
-def _dataset(variables: Variables, prefix: str = "") -> xr.Dataset:
-    import xarray as xr
-
-    return xr.Dataset(
-        {
-            prefix + name: xr.Variable(dims, np.asarray(arr), attrs)
-            for name, (dims, arr, attrs) in variables.items()
-        }
-    )
-
-
 def point_of(ds: Frame | xr.Dataset) -> Point:
     """The :class:`Point` a stage output belongs to (from its ``point`` attribute)."""
     return Point.from_json(json_attr(ds, "point"), trusted=True)
@@ -297,17 +286,15 @@ def downstream(al: Frame | xr.Dataset, sim: Frame | xr.Dataset) -> Frame:
     return Frame(merged.data_vars, merged.coords, al.attrs)
 
 
-def theory(point: Point) -> xr.Dataset:
+def theory(point: Point) -> Frame:
     """The limit of Theorem 5.1 at a point, with the case's closed forms alongside."""
-    import xarray as xr
-
     from .gchisq import GeneralizedChiSquare
 
     case = get_case(point.case)
-    lim = _dataset(case.limit(truth(point), point.estimator))
+    lim = Frame.from_variables(case.limit(truth(point), point.estimator))
     alpha_eff = point.m / point.n
     weights = lim["limit_weights"].values
-    sigma2, d_eff = float(lim["noise_variance"]), int(lim["d_eff"])
+    sigma2, d_eff = float(lim["noise_variance"].values), int(lim["d_eff"].values)
     extra = {
         "alpha_eff": ((), alpha_eff, {"long_name": "m / n used to scale the limit"}),
         "mean_L2": ((), weights.sum(), {"long_name": "E ||L(Z)||^2 (numerical)"}),
@@ -333,16 +320,17 @@ def theory(point: Point) -> xr.Dataset:
             lim[form.variable].values.sum(),
             {"long_name": f"E ||L(Z)||^2 by the {form.label}"},
         )
-    if int(lim["d_base"]) > d_eff:
+    d_base = int(lim["d_base"].values)
+    if d_base > d_eff:
         extra["alpha0"] = (
             (),
-            weights.sum() / (sigma2 * (int(lim["d_base"]) - d_eff)),
+            weights.sum() / (sigma2 * (d_base - d_eff)),
             {"long_name": "crossing alpha0 = E||L||^2 / (sigma^2 (d_base - d_eff))"},
         )
-    ds = xr.merge([lim, _dataset(extra)], compat="no_conflicts", join="exact")
-    ds = ds.assign_coords(probability=PROBABILITIES, **_coords(point))
-    ds.attrs = _attrs(point)
-    return ds
+    ds = Frame.merge([lim, Frame.from_variables(extra)])
+    return Frame(ds.data_vars, ds.coords, _attrs(point)).assign_coords(
+        probability=PROBABILITIES, **_coords(point)
+    )
 
 
 # ---------------------------------------------------------------------------- aggregation
