@@ -17,7 +17,9 @@ It writes ``<out>/bench.csv`` and ``<out>/bench.png`` (seaborn, log-log, replica
 against m), prints the ratios b/a, c/a and c/d (or b/d where there is no exact path), and,
 unless ``--no-workflow``, runs the default study (``--quick``: the tiny test study) through
 Snakemake in a temporary folder and prints the peak RSS per stage and the Snakemake
-overhead (the sum of the rules' ``benchmark:`` times against the wall time).
+overhead (the sum of the rules' ``benchmark:`` times against the wall time). It also
+times each stage job as a process on a tiny shard (start-up: interpreter, imports, file
+input/output), writing ``<out>/startup.csv``.
 
     python benchmarks/run.py [--quick] [--out benchmarks/results] [--no-workflow]
 
@@ -42,6 +44,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 ROOT = Path(__file__).resolve().parents[1]
+CASES = ["factor", "spectral", "gmm", "multitask"]
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -398,6 +401,60 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(grid.figure)
 
 
+STARTUP_STAGES = ("simulate", "pretrain", "align", "downstream", "theory")
+
+
+def startup(cases: list[str], repeat: int) -> list[dict]:
+    """Wall time of each per-shard and per-point stage job as a process (interpreter,
+    imports, reading and writing its files, and the science) on a case's tiny point and
+    25-replicate shard, the median of ``repeat`` runs, and of ``pretrain.py --help``."""
+    from twostage.api import study_spec
+    from twostage.cases import get_case
+    from twostage.config import expand_study
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+    def seconds(args: list[str], cwd: Path) -> float:
+        t = time.perf_counter()
+        subprocess.run([sys.executable, *args], cwd=cwd, check=True, env=env, capture_output=True)
+        return time.perf_counter() - t
+
+    scripts = ROOT / "scripts"
+    out = [
+        {
+            "case": "-",
+            "stage": "pretrain --help",
+            "seconds": float(
+                np.median(
+                    [seconds([str(scripts / "pretrain.py"), "--help"], ROOT) for _ in range(repeat)]
+                )
+            ),
+        }
+    ]
+    for case in cases:
+        tiny = get_case(case).tiny
+        params = {**tiny["population"], **tiny["estimator"], "n": tiny["n"], "alpha": tiny["alpha"]}
+        (p,) = expand_study("bench", study_spec(case, params, replicates=25, seed=1))
+        args = {
+            "simulate": ["--point", p.job_json(), "--replicates", "0:25", "--out", "sim.nc"],
+            "pretrain": ["--in", "sim.nc", "--out", "pre.nc"],
+            "align": ["--in", "pre.nc", "--out", "al.nc"],
+            "downstream": ["--align", "al.nc", "--simulate", "sim.nc", "--out", "down.nc"],
+            "theory": ["--point", p.job_json(), "--out", "theory.nc"],
+        }
+        times: dict[str, list[float]] = {s: [] for s in STARTUP_STAGES}
+        with tempfile.TemporaryDirectory(prefix="twostage-startup-") as work:
+            for _ in range(repeat):
+                for stage in STARTUP_STAGES:
+                    times[stage].append(
+                        seconds([str(scripts / f"{stage}.py"), *args[stage]], Path(work))
+                    )
+        out += [
+            {"case": case, "stage": s, "seconds": float(np.median(v))} for s, v in times.items()
+        ]
+    return out
+
+
 def workflow(quick: bool) -> list[str]:
     """Run a study through Snakemake in a temporary folder; peak RSS per rule and the
     Snakemake overhead from the rules' benchmark files."""
@@ -477,10 +534,20 @@ def main() -> None:
     plot(rows, args.out / "bench.png")
     print("\nratios (b = raw, c = exact, a = naive loop, d = floor):")
     print("\n".join(ratios(rows)))
+    jobs = startup(["factor"] if args.quick else CASES, repeat=1 if args.quick else 3)
+    with open(args.out / "startup.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["case", "stage", "seconds"])
+        writer.writeheader()
+        writer.writerows(jobs)
+    print("\nstage jobs on a tiny 25-replicate shard, as processes (median wall s):")
+    for job in jobs:
+        print(f"  {job['case']:>10} {job['stage']:>16}: {job['seconds']:.2f} s")
     if not args.no_workflow:
         print()
         print("\n".join(workflow(args.quick)))
-    print(f"\nwrote {args.out / 'bench.csv'} and {args.out / 'bench.png'}")
+    print(
+        f"\nwrote {args.out / 'bench.csv'}, {args.out / 'startup.csv'} and {args.out / 'bench.png'}"
+    )
 
 
 if __name__ == "__main__":

@@ -30,3 +30,14 @@ def test_benchmark_quick_mode_writes_its_table_and_figure(tmp_path):
     assert all(float(r["replicates_per_s"]) > 0 for r in rows)
     assert (tmp_path / "bench.png").stat().st_size > 10_000
     assert "exact/floor" in res.stdout and "raw/naive" in res.stdout
+    with open(tmp_path / "startup.csv") as fh:
+        jobs = list(csv.DictReader(fh))
+    assert {j["stage"] for j in jobs} == {
+        "pretrain --help",
+        "simulate",
+        "pretrain",
+        "align",
+        "downstream",
+        "theory",
+    }
+    assert all(float(j["seconds"]) > 0 for j in jobs)
