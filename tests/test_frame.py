@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 from conftest import ROOT, env, tiny_params
 
-from twostage import io, stages
+from twostage import io, run_point, stages
 from twostage.api import study_spec
 from twostage.cases import REGISTRY
 from twostage.config import expand_study
@@ -64,6 +64,43 @@ def test_shard_files_are_what_xarray_writes_and_reads(name, tmp_path):
             xr.testing.assert_identical(back, a if path == ours else b)
             for key, value in back.attrs.items():
                 assert type(value) is type(b.attrs[key]), (stage, key)
+
+
+def test_aggregated_files_read_as_xarray_reads_them(tmp_path):
+    """io.read_dataset reads every file with the frame reader: the aggregated files
+    (risk, theory_summary, sweep; compressed, with string and point coordinates) give what
+    xarray.open_dataset gives, and so do CF-masked integers and floats."""
+    out = run_point("gmm", tiny_params("gmm"), replicates=5, seed=2, ks_bootstrap=3)
+    files = {
+        "risk": out["risk"],
+        "theory_summary": out["theory_summary"],
+        "sweep": stages.sweep(
+            [stages.theory(p).to_xarray() for p in expand_study("s", _sweep_spec())]
+        ),
+    }
+    masked = xr.Dataset(
+        {
+            "count": ("x", np.array([1, -1, 3], dtype=np.int64)),
+            "value": ("x", np.array([0.5, -9.0, np.nan])),
+        },
+        attrs={"stage": "risk"},
+    )
+    for stage, ds in files.items():
+        path = io.write_dataset(ds, tmp_path / f"{stage}.nc", stage)
+        with xr.open_dataset(path, engine=io.ENGINE) as want:
+            xr.testing.assert_identical(io.read_dataset(path, stage), want.load())
+    path = tmp_path / "masked.nc"
+    encoding = {"count": {"_FillValue": -1}, "value": {"_FillValue": -9.0}}
+    masked.to_netcdf(path, engine=io.ENGINE, encoding=encoding)
+    with xr.open_dataset(path, engine=io.ENGINE) as want:
+        got = io.read_dataset(path, "risk")
+        xr.testing.assert_identical(got, want.load())
+        assert got["count"].dtype == np.float64 and np.isnan(got["count"].values[1])
+
+
+def _sweep_spec():
+    params = {k: v for k, v in tiny_params("factor").items() if k != "n"}
+    return {**study_spec("factor", params, replicates=0), "grid": {"n": [40, 80]}}
 
 
 def test_frame_checks_dimensions_and_merge_conflicts():
