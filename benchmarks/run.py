@@ -432,9 +432,8 @@ def startup(cases: list[str], repeat: int) -> list[dict]:
         }
     ]
     for case in cases:
-        tiny = get_case(case).tiny
-        params = {**tiny["population"], **tiny["estimator"], "n": tiny["n"], "alpha": tiny["alpha"]}
-        (p,) = expand_study("bench", study_spec(case, params, replicates=25, seed=1))
+        spec = study_spec(case, get_case(case).tiny_params(), replicates=25, seed=1)
+        (p,) = expand_study("bench", spec)
         args = {
             "simulate": ["--point", p.job_json(), "--replicates", "0:25", "--out", "sim.nc"],
             "pretrain": ["--in", "sim.nc", "--out", "pre.nc"],

@@ -40,11 +40,10 @@ def script(name: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def tiny_params(name: str) -> dict:
-    """A case's tiny test settings (``CaseStudy.tiny``) as one flat parameter mapping."""
+    """A case's tiny test settings as one flat parameter mapping."""
     from twostage.cases import get_case
 
-    tiny = get_case(name).tiny
-    return {**tiny["population"], **tiny["estimator"], "n": tiny["n"], "alpha": tiny["alpha"]}
+    return get_case(name).tiny_params()
 
 
 @pytest.fixture(scope="session")

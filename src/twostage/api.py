@@ -10,6 +10,7 @@ import xarray as xr
 from . import stages
 from .config import SAMPLE_SIZE_KEYS, case_keys, expand_study, study_settings
 from .errors import ConfigError
+from .frame import Frame
 from .threads import one_thread
 
 
@@ -51,14 +52,14 @@ def _aggregation(settings: Mapping[str, Any]) -> dict[str, Any]:
     return {k: settings[k] for k in stages.AGGREGATION_SETTINGS}
 
 
-def _chain(point: Any) -> tuple[xr.Dataset, xr.Dataset, xr.Dataset, xr.Dataset]:
+def _chain(point: Any) -> tuple[Frame, Frame, Frame, Frame]:
     """simulate -> pretrain -> align -> downstream of all the point's replicates, in one
-    shard (the workflow's stages, in memory), as the datasets xarray reads from their files."""
+    shard (the workflow's stages, in memory; ``to_xarray()`` gives the datasets xarray
+    reads from their files)."""
     sim = stages.simulate(point, 0, point.replicates)
     pre = stages.pretrain(sim)
     al = stages.align(pre)
-    down = stages.downstream(al, sim)
-    return sim.to_xarray(), pre.to_xarray(), al.to_xarray(), down.to_xarray()
+    return sim, pre, al, stages.downstream(al, sim)
 
 
 def run_point(
@@ -119,7 +120,7 @@ def run_point(
     if point.replicates < 1:
         raise ConfigError("invalid config key 'run_point.replicates': expected >= 1 replicate")
     with one_thread():
-        sim, pre, al, down = _chain(point)
+        sim, pre, al, down = (frame.to_xarray() for frame in _chain(point))
         th = stages.theory(point).to_xarray()
         risk, th_summary = stages.aggregate([[down]], [th], **_aggregation(settings))
     return {
@@ -156,7 +157,7 @@ def run_study(study: Mapping[str, Any], name: str = "notebook") -> tuple[xr.Data
         )
     settings = study_settings(study)
     with one_thread():
-        shards = [[_chain(point)[-1]] for point in points]
+        shards = [[_chain(point)[-1].to_xarray()] for point in points]
         return stages.aggregate(
             shards, [stages.theory(p).to_xarray() for p in points], **_aggregation(settings)
         )

@@ -128,9 +128,10 @@ class Frame:
         return Frame(self.data_vars, new, self.attrs)
 
     @staticmethod
-    def merge(frames: Iterable[Frame]) -> Frame:
-        """The union of the frames' variables and coordinates (attributes of none); a name
-        in two frames must hold the same values (NaN equal to NaN)."""
+    def merge(frames: Iterable[Frame], attrs: Mapping[str, Any] | None = None) -> Frame:
+        """The union of the frames' variables and coordinates, with the attributes
+        ``attrs`` (none of the frames'); a name in two frames must hold the same values
+        (NaN equal to NaN)."""
         out: dict[str, dict[str, Var]] = {"data_vars": {}, "coords": {}}
         for frame in frames:
             for kind in out:
@@ -139,7 +140,7 @@ class Frame:
                     if old is not None and not _same(old, v):
                         raise ValueError(f"conflicting values for variable {name!r} in merge")
                     out[kind][name] = v
-        return Frame(**out)
+        return Frame(**out, attrs=attrs)
 
     def to_xarray(self) -> Any:
         """The same data as an ``xarray.Dataset`` (what xarray reads from the file)."""

@@ -140,10 +140,10 @@ def simulate(point: Point, start: int, stop: int) -> Frame:
         if case.stores_data
         else {}
     )
-    ds = Frame.merge([Frame.from_variables(truth_v, TRUTH), Frame.from_variables(data)])
-    ds = ds.assign_coords(replicate=reps, **_coords(point))
-    ds.attrs = _attrs(point)
-    return ds
+    ds = Frame.merge(
+        [Frame.from_variables(truth_v, TRUTH), Frame.from_variables(data)], _attrs(point)
+    )
+    return ds.assign_coords(replicate=reps, **_coords(point))
 
 
 def _draw(point: Point, tr: Mapping[str, np.ndarray], reps: np.ndarray, role: str) -> Variables:
@@ -180,7 +180,7 @@ def pretrain(sim: Frame | xr.Dataset) -> Frame:
                 tr, point.m, point.estimator, data_rngs, rngs, point.sampling
             )
         )
-    return Frame(Frame.merge([_truth_vars(sim), est]).data_vars, sim.coords, sim.attrs)
+    return Frame.merge([_truth_vars(sim), est], sim.attrs)  # the truth keeps sim's coords
 
 
 def align(pre: Frame | xr.Dataset) -> Frame:
@@ -196,8 +196,7 @@ def align(pre: Frame | xr.Dataset) -> Frame:
         aligned, g, dist, pre["representation"].dims[1:], case.group.name
     )
     variables.update(case.diagnostics(tr, est, aligned, point.m))
-    merged = Frame.merge([pre, Frame.from_variables(variables)])
-    return Frame(merged.data_vars, merged.coords, pre.attrs)
+    return Frame.merge([pre, Frame.from_variables(variables)], pre.attrs)
 
 
 def same_shard(a: Frame, b: Frame) -> bool:
@@ -282,8 +281,8 @@ def downstream(al: Frame | xr.Dataset, sim: Frame | xr.Dataset) -> Frame:
         for v in al.data_vars
         if v.startswith(TRUTH) or al[v].dims == ("replicate",) or v in entries
     ]
-    merged = Frame.merge([al.subset(keep), Frame.from_variables(risk), Frame.from_variables(extra)])
-    return Frame(merged.data_vars, merged.coords, al.attrs)
+    parts = [al.subset(keep), Frame.from_variables(risk), Frame.from_variables(extra)]
+    return Frame.merge(parts, al.attrs)
 
 
 def theory(point: Point) -> Frame:
@@ -327,10 +326,8 @@ def theory(point: Point) -> Frame:
             weights.sum() / (sigma2 * (d_base - d_eff)),
             {"long_name": "crossing alpha0 = E||L||^2 / (sigma^2 (d_base - d_eff))"},
         )
-    ds = Frame.merge([lim, Frame.from_variables(extra)])
-    return Frame(ds.data_vars, ds.coords, _attrs(point)).assign_coords(
-        probability=PROBABILITIES, **_coords(point)
-    )
+    ds = Frame.merge([lim, Frame.from_variables(extra)], _attrs(point))
+    return ds.assign_coords(probability=PROBABILITIES, **_coords(point))
 
 
 # ---------------------------------------------------------------------------- aggregation

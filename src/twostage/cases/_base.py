@@ -296,6 +296,12 @@ class CaseStudy(abc.ABC):
     #: from the same keyed per-replicate streams (identical numbers).
     stores_data: ClassVar[bool] = True
 
+    def tiny_params(self) -> dict[str, Any]:
+        """:attr:`tiny` as one flat parameter mapping (population, estimator, ``n``,
+        ``alpha``), as :func:`twostage.api.study_spec` and ``run_point`` take it."""
+        tiny = self.tiny
+        return {**tiny["population"], **tiny["estimator"], "n": tiny["n"], "alpha": tiny["alpha"]}
+
     # ------------------------------------------------------------------ parameters
     def check(  # noqa: B027 (optional hook: no cross-key checks by default)
         self, population: Mapping[str, Any], estimator: Mapping[str, Any], where: KeyPath
