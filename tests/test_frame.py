@@ -40,36 +40,60 @@ def _drop_provenance(ds):
     )
 
 
+def _xarray_writes(ds, path, stage):
+    """The reference: xarray's own writer (h5netcdf engine), with xarray's zlib encoding
+    (level 4, shuffle) on every numeric array of a compressed stage's file."""
+    ds = ds.assign_attrs(io.provenance(stage))
+    encoding = {
+        name: {"zlib": True, "complevel": 4, "shuffle": True}
+        for name, var in ds.variables.items()
+        if stage in io.COMPRESSED_STAGES and var.ndim > 0 and var.dtype.kind in "fiub"
+    }
+    ds.to_netcdf(path, engine=io.ENGINE, encoding=encoding)
+    return path
+
+
+def _same_file_as_xarray_writes(ds, tmp_path, stage):
+    """io.write_dataset's file equals xarray's own for xarray.open_dataset (every variable,
+    coordinate, dtype, attribute, compression filter) and for the frame reader."""
+    ours = io.write_dataset(ds, tmp_path / f"{stage}.nc", stage)
+    xds = ds.to_xarray() if isinstance(ds, Frame) else ds
+    theirs = _xarray_writes(xds, tmp_path / f"{stage}-xarray.nc", stage)
+    a, b = (_open(path) for path in (ours, theirs))
+    xr.testing.assert_identical(_drop_provenance(a), _drop_provenance(b))
+    xr.testing.assert_identical(
+        _drop_provenance(a), _drop_provenance(xds.assign_attrs(io.provenance(stage)))
+    )
+    for var in a.variables:
+        assert a[var].dtype == b[var].dtype, (stage, var)
+    with h5py.File(ours) as f, h5py.File(theirs) as g:
+        for var in a.variables:
+            assert f[var].compression == g[var].compression, (stage, var)
+            assert f[var].compression_opts == g[var].compression_opts, (stage, var)
+    # the frame reader (io.read_dataset, io.read_shard) gives the same, from either file
+    for path, want in ((ours, a), (theirs, b)):
+        xr.testing.assert_identical(io.read_dataset(path, stage), want)
+        back = io.read_shard(path, stage).to_xarray()
+        xr.testing.assert_identical(back, want)
+        for key, value in back.attrs.items():
+            assert type(value) is type(want.attrs[key]), (stage, key)
+
+
+def _open(path):
+    with xr.open_dataset(path, engine=io.ENGINE) as ds:
+        return ds.load()
+
+
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_shard_files_are_what_xarray_writes_and_reads(name, tmp_path):
     for stage, frame in _chain(name).items():
-        ours = io.write_dataset(frame, tmp_path / f"{stage}.nc", stage)
-        theirs = io.write_dataset(frame.to_xarray(), tmp_path / f"{stage}-xarray.nc", stage)
-        a, b = io.read_dataset(ours, stage), io.read_dataset(theirs, stage)
-        # every variable, coordinate, dtype, attribute and global attribute
-        xr.testing.assert_identical(_drop_provenance(a), _drop_provenance(b))
-        with_attrs = {**frame.attrs, **io.provenance(stage)}
-        xr.testing.assert_identical(
-            _drop_provenance(a), _drop_provenance(frame.to_xarray().assign_attrs(with_attrs))
-        )
-        for var in a.variables:
-            assert a[var].dtype == b[var].dtype, (stage, var)
-        with h5py.File(ours) as f, h5py.File(theirs) as g:  # compressed as xarray does
-            for var in a.variables:
-                assert f[var].compression == g[var].compression, (stage, var)
-                assert f[var].compression_opts == g[var].compression_opts, (stage, var)
-        # the frame reader gives the same, from our file and from xarray's
-        for path in (ours, theirs):
-            back = io.read_shard(path, stage).to_xarray()
-            xr.testing.assert_identical(back, a if path == ours else b)
-            for key, value in back.attrs.items():
-                assert type(value) is type(b.attrs[key]), (stage, key)
+        _same_file_as_xarray_writes(frame, tmp_path, stage)
 
 
-def test_aggregated_files_read_as_xarray_reads_them(tmp_path):
-    """io.read_dataset reads every file with the frame reader: the aggregated files
-    (risk, theory_summary, sweep; compressed, with string and point coordinates) give what
-    xarray.open_dataset gives, and so do CF-masked integers and floats."""
+def test_aggregated_files_are_what_xarray_writes_and_reads(tmp_path):
+    """The aggregated files (risk, theory_summary, sweep; compressed, with string and
+    point coordinates), written from xarray datasets through the same frame writer, and
+    CF-masked integers and floats read by io.read_dataset as xarray reads them."""
     out = run_point("gmm", tiny_params("gmm"), replicates=5, seed=2, ks_bootstrap=3)
     files = {
         "risk": out["risk"],
@@ -78,6 +102,8 @@ def test_aggregated_files_read_as_xarray_reads_them(tmp_path):
             [stages.theory(p).to_xarray() for p in expand_study("s", _sweep_spec())]
         ),
     }
+    for stage, ds in files.items():
+        _same_file_as_xarray_writes(ds, tmp_path, stage)
     masked = xr.Dataset(
         {
             "count": ("x", np.array([1, -1, 3], dtype=np.int64)),
@@ -85,17 +111,12 @@ def test_aggregated_files_read_as_xarray_reads_them(tmp_path):
         },
         attrs={"stage": "risk"},
     )
-    for stage, ds in files.items():
-        path = io.write_dataset(ds, tmp_path / f"{stage}.nc", stage)
-        with xr.open_dataset(path, engine=io.ENGINE) as want:
-            xr.testing.assert_identical(io.read_dataset(path, stage), want.load())
     path = tmp_path / "masked.nc"
     encoding = {"count": {"_FillValue": -1}, "value": {"_FillValue": -9.0}}
     masked.to_netcdf(path, engine=io.ENGINE, encoding=encoding)
-    with xr.open_dataset(path, engine=io.ENGINE) as want:
-        got = io.read_dataset(path, "risk")
-        xr.testing.assert_identical(got, want.load())
-        assert got["count"].dtype == np.float64 and np.isnan(got["count"].values[1])
+    got = io.read_dataset(path, "risk")
+    xr.testing.assert_identical(got, _open(path))
+    assert got["count"].dtype == np.float64 and np.isnan(got["count"].values[1])
 
 
 def _sweep_spec():

@@ -6,9 +6,11 @@ its h5netcdf backend ~0.2 s per file. :class:`Frame` holds what those files hold
 variables with dimensions, coordinates, attributes) as numpy arrays, and
 :func:`write_frame` / :func:`read_frame` write them with h5netcdf and read them with h5py.
 The files are the netCDF4 files xarray writes: ``xarray.open_dataset`` gives exactly
-:meth:`Frame.to_xarray` (tested), so results, aggregation and users keep xarray. The
-reader also reads the files xarray writes (the aggregated ones), 5-15 times faster than
-xarray's backend: :func:`twostage.io.read_dataset` is ``read_frame(path).to_xarray()``.
+:meth:`Frame.to_xarray` (tested), so results, aggregation and users keep xarray. Every
+file of the workflow goes through these two functions (:mod:`twostage.io`; an
+``xarray.Dataset`` is written as its frame); the reader, 5-15 times faster than xarray's
+backend, also reads files xarray wrote: :func:`twostage.io.read_dataset` is
+``read_frame(path).to_xarray()``.
 
 The encodings are xarray's (CF conventions as xarray applies them): booleans are stored
 as int8 with the attribute ``dtype = "bool"``, strings as variable-length UTF-8,
