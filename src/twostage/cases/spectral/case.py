@@ -55,7 +55,13 @@ from .._base import (
     standard_outputs,
 )
 from .._linear import baseline_variables, design_covariance, isotropic_design, risk_variables
-from .data import _accumulate, _coupling, _draw_chunks, instance_blocks, statistics_from_samples
+from .data import (
+    _coupling,
+    draw_samples,
+    draw_statistics,
+    instance_blocks,
+    statistics_from_samples,
+)
 from .estimator import canonical_representative, excess_population_loss, minimise, starts
 from .theory import canonical_section, closed_forms, population_residual, score_covariance
 
@@ -309,10 +315,7 @@ class SpectralPretraining(CaseStudy):
             if sampling == "raw":
                 out = np.empty((3, len(rngs), size, d))
                 for i, rng in enumerate(rngs):
-                    pos = 0
-                    for x, xp, xm in _draw_chunks(rng, size, coupling):
-                        out[:, i, pos : pos + len(x)] = x, xp, xm
-                        pos += len(x)
+                    out[:, i] = draw_samples(rng, size, coupling)
                 dims = ("replicate", "sample_pre", F)
                 return {
                     "x_pre": (dims, out[0], {"long_name": "pre-training anchors x"}),
@@ -322,12 +325,12 @@ class SpectralPretraining(CaseStudy):
             s = np.empty((len(rngs), d, d))
             t = np.empty((len(rngs), d * d, d * d))
             for i, rng in enumerate(rngs):
-                s[i], t[i] = _accumulate(_draw_chunks(rng, size, coupling), size, d)
+                s[i], t[i] = draw_statistics(rng, size, coupling)
             return {
                 "S_plus": (
                     ("replicate", F, F_),
                     s,
-                    {"long_name": "S+ = sym(mean x x+^T) (from raw draws in chunks)"},
+                    {"long_name": "S+ = sym(mean x x+^T) (Z^T Xi by its exact conditional law)"},
                 ),
                 "T_hat": (
                     ("replicate", PAIR, PAIR_),

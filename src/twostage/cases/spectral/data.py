@@ -6,10 +6,19 @@
 Sigma^{-1/2}`` (the paper does not say how pairs are generated); an independent negative
 ``x-``. The empirical loss depends on the data only through ``S+ = sym(mean x x+^T)`` and
 ``T = mean (x x^T) kron (x- x-^T)`` (d^2 x d^2).
+
+Exact sampling of the statistics. With ``R = Sigma^{1/2}`` (rows: ``x = z R``),
+``X^T X+ = R (Z^T Z Ct + Z^T Xi N) R``, ``N = (I - Ct^2)^{1/2}``, and given Z the columns of
+``Z^T Xi`` are independent ``N(0, Z^T Z)``: ``Z^T Xi`` is drawn as ``(Z^T Z)^{1/2} G`` with G
+a d x d standard normal matrix, so the positive views are never drawn (d^2 normals instead
+of m d). ``T`` has entries ``mean x_a x_c x-_b x-_d``: it is the cross-product
+``mean q(x) q(x-)^T`` of the d(d+1)/2 products ``q(x) = (x_a x_c)_{a <= c}``, spread over
+the d^2 x d^2 index pairs, and ``T_x = (R kron R)^T T_z (R kron R)``.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -50,57 +59,121 @@ def _coupling(
     return root, ct, psd_sqrt(np.eye(len(ct)) - ct @ ct), False
 
 
-def _draw_chunks(
-    rng: np.random.Generator, size: int, coupling: tuple
-) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Pre-training samples ``(x, x+, x-)`` in chunks of :data:`CHUNK` rows.
+def _right(a: np.ndarray, b: np.ndarray, diagonal: bool) -> np.ndarray:
+    """``a @ b`` for a matrix ``b``, or ``a * b`` when ``b`` holds a diagonal."""
+    return a * b if diagonal else a @ b
 
-    Per chunk the stream gives z, then xi, then z- (standard normal, rows x d), and
-    ``x = Sigma^{1/2} z``, ``x+ = Sigma^{1/2} (Ct z + (I - Ct^2)^{1/2} xi)``,
-    ``x- = Sigma^{1/2} z-``. For the concrete instance ``x+ = C x + (I - C^2)^{1/2} xi``.
-    """
-    root, ct, noise, diagonal = coupling
-    d = len(root)
+
+def _whitened_chunks(rng: np.random.Generator, size: int, d: int) -> Iterator[tuple]:
+    """Whitened anchors and negatives ``(z, z-)`` in chunks of :data:`CHUNK` samples,
+    each stored as columns (``d x rows``, standard normal): per chunk the stream gives z,
+    then z-. The full chunks are drawn into the same two buffers (fresh arrays of this
+    size cost page faults on every chunk): a consumer copies what it keeps."""
+    buffers = np.empty((2, d, CHUNK))
     for start in range(0, size, CHUNK):
         rows = min(CHUNK, size - start)
-        z = rng.standard_normal((rows, d))
-        xi = rng.standard_normal((rows, d))
-        zm = rng.standard_normal((rows, d))
-        if diagonal:
-            yield z * root, (z * ct + xi * noise) * root, zm * root
+        if rows < CHUNK:
+            yield rng.standard_normal((d, rows)), rng.standard_normal((d, rows))
         else:
-            yield z @ root, (z @ ct + xi @ noise) @ root, zm @ root
+            yield rng.standard_normal(out=buffers[0]), rng.standard_normal(out=buffers[1])
 
 
-def _accumulate(
-    chunks: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]], size: int, d: int
+def draw_samples(
+    rng: np.random.Generator, size: int, coupling: tuple
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raw pre-training samples ``(x, x+, x-)``, each ``size x d``: the stream gives the
+    chunks of :func:`_whitened_chunks`, then xi (``size x d``); ``x = z R``, ``x- = z- R``,
+    ``x+ = (z Ct + xi N) R`` (for the concrete instance ``x+ = C x + (I - C^2)^{1/2} xi``).
+    The anchors and negatives are those of :func:`draw_statistics` on the same stream."""
+    root, ct, noise, diagonal = coupling
+    z, zm = np.empty((2, size, len(root)))
+    for start, (u, v) in zip(
+        range(0, size, CHUNK), _whitened_chunks(rng, size, len(root)), strict=True
+    ):
+        z[start : start + u.shape[1]], zm[start : start + v.shape[1]] = u.T, v.T
+    xi = rng.standard_normal(z.shape)
+    plus = _right(z, ct, diagonal) + _right(xi, noise, diagonal)
+    return tuple(_right(v, root, diagonal) for v in (z, plus, zm))
+
+
+@functools.cache
+def _pairs(d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Index pairs ``a <= c`` of the products q, and for each (a, c) of the d^2 row-major
+    indices the position of its pair in q (read-only: cached)."""
+    first, second = np.triu_indices(d)
+    where = np.empty((d, d), dtype=np.intp)
+    where[first, second] = where[second, first] = np.arange(len(first))
+    for index in (first, second, where):
+        index.flags.writeable = False
+    return first, second, where
+
+
+def _spread(cross: np.ndarray, d: int) -> np.ndarray:
+    """``T[(a, b), (c, e)] = cross[q(a, c), q(b, e)]`` (row-major vec): the d^2 x d^2
+    matrix from the ``d(d+1)/2``-square cross-product of the products q."""
+    where = _pairs(d)[2]
+    rows = where[:, None, :, None]  # (a, ., c, .)
+    cols = where[None, :, None, :]  # (., b, ., e)
+    return cross[rows, cols].reshape(d * d, d * d)
+
+
+def _kron_congruence(t: np.ndarray, root: np.ndarray, diagonal: bool) -> np.ndarray:
+    """``(R kron R)^T t (R kron R)`` (R symmetric, or its diagonal)."""
+    if diagonal:
+        scale = np.outer(root, root).ravel()
+        return t * scale[:, None] * scale[None, :]
+    kron = np.kron(root, root)
+    return kron.T @ t @ kron
+
+
+def _products(columns: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``q(u) = (u_a u_c)_{a <= c}`` of each sample ``u``, stored as columns, into ``out``
+    (``d(d+1)/2 x rows`` from ``d x rows``); row by row, which is several times faster
+    than numpy's fancy indexing here."""
+    first, second, _ = _pairs(len(columns))
+    out = out[:, : columns.shape[1]]
+    for row, (a, c) in enumerate(zip(first, second, strict=True)):
+        np.multiply(columns[a], columns[c], out=out[row])
+    return out
+
+
+def draw_statistics(
+    rng: np.random.Generator, size: int, coupling: tuple
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``S+ = sym(mean x x+^T)`` and ``T = mean u u^T``, ``u = x kron x-`` (row-major),
-    so that ``vec(M)^T T vec(M) = mean (x^T M x-)^2``. Cost O(size d^4)."""
-    cross = np.zeros((d, d))
-    t = np.zeros((d * d, d * d))
-    for x, xp, xm in chunks:
-        cross += x.T @ xp
-        u = (x[:, :, None] * xm[:, None, :]).reshape(len(x), d * d)
-        t += u.T @ u
-    return sym(cross / size), sym(t / size)
+    """Exact draw of ``(S+, T)`` for ``size`` samples: the chunks of
+    :func:`_whitened_chunks`, then G (d x d) for ``Z^T Xi = (Z^T Z)^{1/2} G``. Cost: 2 size d
+    normals and the ``d(d+1)/2``-square cross-product of the products, O(size d^4 / 4)."""
+    root, ct, noise, diagonal = coupling
+    d = len(root)
+    gram = np.zeros((d, d))
+    pairs = d * (d + 1) // 2
+    cross = np.zeros((pairs, pairs))
+    q, qm = np.empty((2, pairs, CHUNK))
+    for z, zm in _whitened_chunks(rng, size, d):
+        gram += z @ z.T
+        cross += _products(z, q) @ _products(zm, qm).T
+    xi_cross = psd_sqrt(gram) @ rng.standard_normal((d, d))
+    zz_plus = _right(gram, ct, diagonal) + _right(xi_cross, noise, diagonal)
+    xx_plus = root[:, None] * zz_plus * root[None, :] if diagonal else root @ zz_plus @ root
+    t = _kron_congruence(_spread(cross, d), root, diagonal)
+    return sym(xx_plus / size), sym(t / size)
 
 
 def statistics_from_samples(
     x: np.ndarray, xplus: np.ndarray, xminus: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Sufficient statistics ``(S+, T)`` of raw samples of shape (R, m, d), batched.
-
-    The rows are taken in chunks of :data:`CHUNK`, exactly as the sufficient-statistics
-    path accumulates them, so both paths give the same numbers from the same draws.
-    """
+    """Sufficient statistics ``(S+, T)`` of raw samples of shape (R, m, d), batched: ``T``
+    by the same cross-product of products as :func:`draw_statistics`, in chunks of
+    :data:`CHUNK` rows."""
     r, m, d = x.shape
-    s = np.empty((r, d, d))
+    s = sym(np.swapaxes(x, -1, -2) @ xplus) / m
     t = np.empty((r, d * d, d * d))
+    q, qm = np.empty((2, d * (d + 1) // 2, CHUNK))
     for i in range(r):
-        chunks = (
-            (x[i, j : j + CHUNK], xplus[i, j : j + CHUNK], xminus[i, j : j + CHUNK])
+        u, v = x[i].T, xminus[i].T
+        cross = sum(
+            _products(u[:, j : j + CHUNK], q) @ _products(v[:, j : j + CHUNK], qm).T
             for j in range(0, m, CHUNK)
         )
-        s[i], t[i] = _accumulate(chunks, m, d)
+        t[i] = sym(_spread(cross, d) / m)
     return s, t
