@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from .em import LOG2E
+
 #: Relative eigenvalue size below which S(U*) is singular (defines r* = rank S(U*)).
 RANK_RTOL = 1e-9
 
@@ -50,10 +52,12 @@ def gate_basis(centers: np.ndarray, r: int) -> np.ndarray:
     return np.swapaxes(vt[..., :r, :], -1, -2)
 
 
-def _softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Softmax along ``axis``, computed in place in ``logits`` (which it returns)."""
+def _softmax(logits: np.ndarray, axis: int = -1, base2: bool = False) -> np.ndarray:
+    """Softmax along ``axis``, computed in place in ``logits`` (which it returns); with
+    ``base2`` the logits are in base-2 units (``2^l`` normalised: ``exp2`` is the cheaper
+    exponential in numpy)."""
     logits -= logits.max(axis=axis, keepdims=True)
-    np.exp(logits, out=logits)
+    (np.exp2 if base2 else np.exp)(logits, out=logits)
     logits /= logits.sum(axis=axis, keepdims=True)
     return logits
 
@@ -73,12 +77,14 @@ def responsibilities(x: np.ndarray, centers: np.ndarray, q: np.ndarray | None) -
 
 def features_t(x: np.ndarray, centers: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Reduced features, transposed (feature-major, the fast layout): psi~ of shape
-    (K (r + 1), N) and pi of shape (K, N), for x (N, d), centers (K, d), q (d, r)."""
-    xq = (x @ q).T  # (r, N)
+    (K (r + 1), N) and pi of shape (K, N), for x (N, d), centers (K, d), q (d, r). The
+    projected data are formed feature-major by one GEMM (``Q^T X^T``), the logits in base-2
+    units (one GEMM with ``log2(e) U Q``)."""
+    xq = q.T @ x.T  # (r, N), C-contiguous
     uq = centers @ q  # (K, r)
-    logits = uq @ xq
-    logits -= 0.5 * np.sum(uq**2, axis=-1)[:, None]
-    pi = _softmax(logits, axis=0)
+    logits = (LOG2E * uq) @ xq
+    logits -= (0.5 * LOG2E) * np.sum(uq**2, axis=-1)[:, None]
+    pi = _softmax(logits, axis=0, base2=True)
     k, r = uq.shape
     psi = np.empty((k, r + 1, xq.shape[1]))
     np.subtract(xq[None], uq[:, :, None], out=psi[:, :r])
