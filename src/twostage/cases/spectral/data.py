@@ -19,7 +19,7 @@ the d^2 x d^2 index pairs, and ``T_x = (R kron R)^T T_z (R kron R)``.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -139,6 +139,22 @@ def _products(columns: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
+def _cross_products(
+    chunks: Iterable[tuple[np.ndarray, np.ndarray]], d: int, gram: np.ndarray | None = None
+) -> np.ndarray:
+    """``sum q(u) q(v)^T`` over chunks of samples ``(u, v)`` stored as columns (``d x rows``,
+    rows <= :data:`CHUNK`): the ``d(d+1)/2``-square cross-product behind ``T``; ``gram``,
+    when given, is incremented by ``sum u u^T``."""
+    pairs = d * (d + 1) // 2
+    cross = np.zeros((pairs, pairs))
+    q, qm = np.empty((2, pairs, CHUNK))
+    for u, v in chunks:
+        if gram is not None:
+            gram += u @ u.T
+        cross += _products(u, q) @ _products(v, qm).T
+    return cross
+
+
 def draw_statistics(
     rng: np.random.Generator, size: int, coupling: tuple
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -148,12 +164,7 @@ def draw_statistics(
     root, ct, noise, diagonal = coupling
     d = len(root)
     gram = np.zeros((d, d))
-    pairs = d * (d + 1) // 2
-    cross = np.zeros((pairs, pairs))
-    q, qm = np.empty((2, pairs, CHUNK))
-    for z, zm in _whitened_chunks(rng, size, d):
-        gram += z @ z.T
-        cross += _products(z, q) @ _products(zm, qm).T
+    cross = _cross_products(_whitened_chunks(rng, size, d), d, gram)
     xi_cross = psd_sqrt(gram) @ rng.standard_normal((d, d))
     zz_plus = _right(gram, ct, diagonal) + _right(xi_cross, noise, diagonal)
     xx_plus = root[:, None] * zz_plus * root[None, :] if diagonal else root @ zz_plus @ root
@@ -170,12 +181,8 @@ def statistics_from_samples(
     r, m, d = x.shape
     s = sym(np.swapaxes(x, -1, -2) @ xplus) / m
     t = np.empty((r, d * d, d * d))
-    q, qm = np.empty((2, d * (d + 1) // 2, CHUNK))
     for i in range(r):
         u, v = x[i].T, xminus[i].T
-        cross = sum(
-            _products(u[:, j : j + CHUNK], q) @ _products(v[:, j : j + CHUNK], qm).T
-            for j in range(0, m, CHUNK)
-        )
-        t[i] = sym(_spread(cross, d) / m)
+        chunks = ((u[:, j : j + CHUNK], v[:, j : j + CHUNK]) for j in range(0, m, CHUNK))
+        t[i] = sym(_spread(_cross_products(chunks, d), d) / m)
     return s, t
