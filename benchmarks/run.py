@@ -192,9 +192,9 @@ def spectral_floor(d: int, m: int, reps: int) -> Callable[[], object]:
     drawn into the same buffers) and the one GEMM per block that T_hat needs: the
     cross-product of the d(d+1)/2 products of each."""
     rng = np.random.default_rng(0)
-    first, second = np.triu_indices(d)
+    starts = np.concatenate([[0], np.cumsum(np.arange(d, 0, -1))])  # products of row a
     block = 4096
-    z, q = np.empty((2, d, block)), np.empty((2, len(first), block))
+    z, q = np.empty((2, d, block)), np.empty((2, starts[-1], block))
 
     def run():
         for _ in range(reps):
@@ -207,8 +207,8 @@ def spectral_floor(d: int, m: int, reps: int) -> Callable[[], object]:
                     for j in (0, 1)
                 ]
                 for j, zj in enumerate(drawn):
-                    for row, (a, c) in enumerate(zip(first, second, strict=True)):
-                        np.multiply(zj[a], zj[c], out=q[j, row, :rows])
+                    for a in range(d):  # rows (a, a..d-1) of the products, one broadcast
+                        np.multiply(zj[a], zj[a:], out=q[j, starts[a] : starts[a + 1], :rows])
                 q[0, :, :rows] @ q[1, :, :rows].T
                 drawn[0] @ drawn[0].T  # the anchors' Gram matrix (for S+)
 
