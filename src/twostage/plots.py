@@ -568,6 +568,10 @@ def _save(fig: Any, outdir: Path, name: str) -> list[Path]:
     from .io import atomic_paths
 
     paths = [outdir / f"{name}.{fmt}" for fmt in FORMATS]
+    # The layout is done (tight_layout, then the flag note's margin): without this, the
+    # place-holder engine tight_layout leaves behind makes every savefig draw the figure
+    # twice (once to lay it out, once to print it).
+    fig.set_layout_engine(None)
     with atomic_paths(paths) as tmps:
         for fmt, tmp in zip(FORMATS, tmps, strict=True):
             fig.savefig(tmp, dpi=120, format=fmt)
