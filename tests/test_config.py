@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 
@@ -105,9 +106,33 @@ def test_load_config_errors(tmp_path):
         load_config(bad)
 
 
-def test_embedded_default_config_is_valid(root):
-    cfg = load_config(root / "config" / "config.yaml")
+SHIPPED = sorted(p.name for p in (Path(__file__).parents[1] / "config").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_configs_are_valid(root, name):
+    """The embedded default and every named config under config/ validate and expand."""
+    cfg = load_config(root / "config" / name)
     assert cfg["studies"]
+    for study, spec in cfg["studies"].items():
+        assert expand_study(study, spec)
+
+
+def test_the_default_is_the_small_tour(root):
+    """config/config.yaml is the one-minute tour: every Monte Carlo case of overview.yaml,
+    on a subset of its grid (the finer grid lives in config/overview.yaml)."""
+    small = load_config(root / "config" / "config.yaml")["studies"]
+    full = load_config(root / "config" / "overview.yaml")["studies"]
+    assert small.keys() == full.keys()
+    for name, spec in small.items():
+        wide = full[name]
+        assert {k: v for k, v in spec.items() if k != "grid"} == {
+            k: v for k, v in wide.items() if k != "grid"
+        }, name
+        for key, values in spec["grid"].items():
+            assert set(values) <= set(wide["grid"][key]), (name, key)
+    points = sum(len(expand_study(n, s)) for n, s in small.items())
+    assert points <= sum(len(expand_study(n, s)) for n, s in full.items()) // 2
 
 
 def test_nested_numbers_are_normalised_too():
