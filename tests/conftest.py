@@ -49,3 +49,34 @@ def tiny_params(name: str) -> dict:
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
+
+
+def pytest_collection_modifyitems(config, items):
+    """Hand the slowest test files out first (with ``--dist loadfile
+    --no-loadscope-reorder``, xdist sends files to workers in this order): the SLURM tests
+    (marked ``hpc``: mostly waiting on the cluster's status polls, so one worker can wait
+    while the others compute), then the files with the most Snakemake runs (marked
+    ``workflow``), then the rest, most tests first. Within a file the order is kept."""
+    weight: dict[str, list[int]] = {}
+    for item in items:
+        w = weight.setdefault(item.nodeid.split("::")[0], [0, 0, 0])
+        w[0] += item.get_closest_marker("hpc") is not None
+        w[1] += item.get_closest_marker("workflow") is not None
+        w[2] += 1
+    items.sort(key=lambda item: [-x for x in weight[item.nodeid.split("::")[0]]])
+
+
+def load_nc(path: Path):
+    """A netCDF file read whole by xarray (h5netcdf) and closed."""
+    import xarray as xr
+
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
+        return ds.load()
+
+
+def snakemake_jobs(res: subprocess.CompletedProcess) -> set[str]:
+    """The rules of the jobs a Snakemake run planned (from its job-stats table)."""
+    import re
+
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout + res.stderr, flags=re.M))
+    return set(jobs) - {"total", "job"}

@@ -15,7 +15,7 @@ import time
 
 import pytest
 import xarray as xr
-from conftest import ROOT, env, snakemake
+from conftest import ROOT, env, load_nc, snakemake
 
 pytestmark = pytest.mark.hpc
 
@@ -37,6 +37,9 @@ SLURM = (
     "1",
 )
 LOCAL_RULES = {"all", "figures"}
+#: the local reference run and the cancel-and-rerun test ask for the aggregates only (the
+#: figures' and errata's SLURM jobs are covered by the first test)
+AGGREGATES = ("results/tiny/risk.nc", "results/tiny/theory.nc")
 STAGE_RULES = {"simulate", "pretrain", "align", "downstream", "theory", "risk", "plot"}
 
 
@@ -48,15 +51,13 @@ def _config(tmp_path):
     return cfg
 
 
-def _open(path):
-    with xr.open_dataset(path, engine="h5netcdf") as ds:
-        return ds.load()
+_open = load_nc
 
 
 @pytest.fixture(scope="module")
 def local_risk(tmp_path_factory):
     work = tmp_path_factory.mktemp("local")
-    snakemake(work, "--cores", "2", "--configfile", str(_config(work)))
+    snakemake(work, *AGGREGATES, "--cores", "2", "--configfile", str(_config(work)))
     return _open(work / "results/tiny/risk.nc"), _open(work / "results/tiny/theory.nc")
 
 
@@ -87,11 +88,6 @@ def test_every_stage_runs_as_a_slurm_job_with_identical_results(tmp_path, local_
     risk, theory = local_risk
     xr.testing.assert_equal(_open(tmp_path / "results/tiny/risk.nc"), risk)
     xr.testing.assert_equal(_open(tmp_path / "results/tiny/theory.nc"), theory)
-
-
-#: the cancel-and-rerun test asks for the aggregates only (the figures' and errata's
-#: SLURM jobs are covered above)
-AGGREGATES = ("results/tiny/risk.nc", "results/tiny/theory.nc")
 
 
 def test_cancelled_job_then_rerun_finishes_with_identical_results(tmp_path, local_risk):

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
-from conftest import ROOT, env
+from conftest import ROOT, env, load_nc
 
 pytestmark = pytest.mark.workflow
 
@@ -129,9 +129,7 @@ def _shard_outputs(results: Path) -> list[Path]:
     ]
 
 
-def _open(path: Path) -> xr.Dataset:
-    with xr.open_dataset(path, engine="h5netcdf") as ds:
-        return ds.load()
+_open = load_nc
 
 
 def _stable(ds: xr.Dataset) -> xr.Dataset:

@@ -5,58 +5,19 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 
 import pytest
 import xarray as xr
-from conftest import ROOT, env, snakemake
+from conftest import ROOT, load_nc, snakemake, snakemake_jobs
 
 from twostage.plots import FIGURES
 
 pytestmark = pytest.mark.workflow
 TINY = ROOT / "tests" / "configs" / "tiny.yaml"
+AGGREGATES = ("results/tiny/risk.nc", "results/tiny/theory.nc")
 
 
-def _open(path):
-    with xr.open_dataset(path, engine="h5netcdf") as ds:
-        return ds.load()
-
-
-def test_dry_run_and_lint_are_clean(tmp_path):
-    res = snakemake(tmp_path, "-n", "--configfile", str(ROOT / "config" / "config.yaml"))
-    assert "simulate" in res.stdout
-    lint = snakemake(
-        tmp_path, "--lint", "--configfile", str(ROOT / "config" / "config.yaml"), check=False
-    )
-    text = lint.stdout + lint.stderr
-    assert lint.returncode == 0 and "Lints for" not in text, text
-
-
-def test_default_profile_is_applied_from_any_working_directory(tmp_path):
-    """Snakemake finds profiles/default beside the Snakefile: rerun-incomplete, all cores
-    and one thread per job apply to a plain `snakemake` run, from the project root or
-    (with -s) from elsewhere."""
-    exe = shutil.which("snakemake", path=env()["PATH"])
-    for cwd in (ROOT, tmp_path):
-        res = subprocess.run(
-            [exe, "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "-n"],
-            capture_output=True,
-            text=True,
-            env=env(),
-            cwd=cwd,
-        )
-        assert res.returncode == 0, res.stderr[-2000:]
-        text = res.stdout + res.stderr
-        assert "Using workflow specific profile" in text and "profiles/default" in text, text
-
-
-def test_bad_config_fails_before_any_job(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(TINY.read_text().replace("replicates: 60", "replicates: -1"))
-    res = snakemake(tmp_path, "--cores", "1", "--configfile", str(bad), check=False)
-    assert res.returncode != 0
-    assert "studies.tiny.replicates" in res.stdout + res.stderr
-    assert not (tmp_path / "results").exists()
+_open = load_nc
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +57,8 @@ def test_every_stage_job_writes_a_log(tiny_run):
 def test_results_do_not_depend_on_shards_or_cores(tiny_run, tmp_path):
     other = tmp_path / "other.yaml"
     other.write_text(TINY.read_text().replace("shard_size: 25", "shard_size: 60"))
-    snakemake(tmp_path, "--cores", "1", "--configfile", str(other))
+    # the aggregates only: they are what is compared (the figures are drawn from them)
+    snakemake(tmp_path, *AGGREGATES, "--cores", "1", "--configfile", str(other))
     a = _open(tiny_run / "results/tiny/risk.nc")
     b = _open(tmp_path / "results/tiny/risk.nc")
     xr.testing.assert_equal(a, b)
@@ -116,9 +78,7 @@ def test_all_remakes_a_missing_aggregate_though_its_figures_exist(tiny_run):
     assert (tiny_run / "results/tiny/risk.nc").is_file()
 
 
-def _jobs(res) -> set[str]:
-    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout + res.stderr, flags=re.M))
-    return set(jobs) - {"total", "job"}
+_jobs = snakemake_jobs
 
 
 def test_figures_are_redrawn_from_aggregated_files_copied_elsewhere(tiny_run, tmp_path):
@@ -227,26 +187,3 @@ def test_figures_are_redrawn_after_deleting_all_but_aggregated_files(tiny_run):
     res = snakemake(tiny_run, *REPORT, "--configfile", str(TINY))
     assert _jobs(res) <= {"figures"}, res.stdout + res.stderr
     _check_report(tiny_run, [f"results/tiny/figures/{n}.png" for n in FIGURES])
-
-
-def test_theory_only_sweep_with_fit_and_reference(tmp_path):
-    """replicates: 0 makes a study a sweep of the limit: no simulation jobs, one sweep.nc
-    with the fit and its R^2, and a figure with the reference values beside ours."""
-    cfg = tmp_path / "sweep.yaml"
-    cfg.write_text(
-        "studies:\n"
-        "  ks:\n"
-        "    case: gmm\n"
-        "    replicates: 0\n"
-        "    fit: quadratic\n"
-        "    population: {d: 6, theta_norm: 1.0, population_size: 20000, fisher_size: 20000}\n"
-        "    grid: {K: [2, 3, 4, 5]}\n"
-        "    reference: {K: [2, 4], mean_L2: [0.009, 0.031]}\n"
-    )
-    res = snakemake(tmp_path, "--cores", "2", "--configfile", str(cfg))
-    jobs = _jobs(res)
-    assert jobs == {"theory", "sweep", "plot_sweep", "provenance", "errata", "all"}, jobs
-    sw = _open(tmp_path / "results/ks/sweep.nc")
-    assert sw.attrs["swept"] == "K" and list(sw["x"].values) == [2, 3, 4, 5]
-    assert 0.9 < float(sw.attrs["fit_r2"]) <= 1.0
-    assert (tmp_path / "results/ks/figures/sweep.png").is_file()
