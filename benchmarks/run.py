@@ -191,10 +191,11 @@ def spectral_floor(d: int, m: int, reps: int) -> Callable[[], object]:
     """The draws (one generator: anchors and negatives, m x d each, in cache-sized blocks
     drawn into the same buffers) and the one GEMM per block that T_hat needs: the
     cross-product of the d(d+1)/2 products of each."""
+    from twostage.cases.spectral.data import _products  # one broadcast per row, as ours
+
     rng = np.random.default_rng(0)
-    starts = np.concatenate([[0], np.cumsum(np.arange(d, 0, -1))])  # products of row a
     block = 4096
-    z, q = np.empty((2, d, block)), np.empty((2, starts[-1], block))
+    z, q = np.empty((2, d, block)), np.empty((2, d * (d + 1) // 2, block))
 
     def run():
         for _ in range(reps):
@@ -206,10 +207,7 @@ def spectral_floor(d: int, m: int, reps: int) -> Callable[[], object]:
                     else rng.standard_normal((d, rows))
                     for j in (0, 1)
                 ]
-                for j, zj in enumerate(drawn):
-                    for a in range(d):  # rows (a, a..d-1) of the products, one broadcast
-                        np.multiply(zj[a], zj[a:], out=q[j, starts[a] : starts[a + 1], :rows])
-                q[0, :, :rows] @ q[1, :, :rows].T
+                _products(drawn[0], q[0]) @ _products(drawn[1], q[1]).T
                 drawn[0] @ drawn[0].T  # the anchors' Gram matrix (for S+)
 
     return run

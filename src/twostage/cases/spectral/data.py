@@ -97,21 +97,20 @@ def draw_samples(
 
 
 @functools.cache
-def _pairs(d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Index pairs ``a <= c`` of the products q, and for each (a, c) of the d^2 row-major
-    indices the position of its pair in q (read-only: cached)."""
+def _pairs(d: int) -> np.ndarray:
+    """For each (a, c) of the d^2 row-major indices, the position in the products q of its
+    pair ``(min, max)``: the pairs ``a <= c`` in row-major order (read-only: cached)."""
     first, second = np.triu_indices(d)
     where = np.empty((d, d), dtype=np.intp)
     where[first, second] = where[second, first] = np.arange(len(first))
-    for index in (first, second, where):
-        index.flags.writeable = False
-    return first, second, where
+    where.flags.writeable = False
+    return where
 
 
 def _spread(cross: np.ndarray, d: int) -> np.ndarray:
     """``T[(a, b), (c, e)] = cross[q(a, c), q(b, e)]`` (row-major vec): the d^2 x d^2
     matrix from the ``d(d+1)/2``-square cross-product of the products q."""
-    where = _pairs(d)[2]
+    where = _pairs(d)
     rows = where[:, None, :, None]  # (a, ., c, .)
     cols = where[None, :, None, :]  # (., b, ., e)
     return cross[rows, cols].reshape(d * d, d * d)
