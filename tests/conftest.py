@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+#: the tiny test study, and its two aggregated files (what the runs compare)
+TINY = ROOT / "tests" / "configs" / "tiny.yaml"
+TINY_AGGREGATES = ("results/tiny/risk.nc", "results/tiny/theory.nc")
 BIN = Path(sys.executable).parent
 
 

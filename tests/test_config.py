@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from twostage.config import expand_study, load_config, pretrain_size, validate_config
 from twostage.errors import ConfigError
@@ -106,7 +106,7 @@ def test_load_config_errors(tmp_path):
         load_config(bad)
 
 
-SHIPPED = sorted(p.name for p in (Path(__file__).parents[1] / "config").glob("*.yaml"))
+SHIPPED = sorted(p.name for p in (ROOT / "config").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("name", SHIPPED)

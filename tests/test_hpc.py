@@ -15,7 +15,7 @@ import time
 
 import pytest
 import xarray as xr
-from conftest import ROOT, env, load_nc, snakemake
+from conftest import ROOT, TINY, TINY_AGGREGATES, env, load_nc, snakemake
 
 pytestmark = pytest.mark.hpc
 
@@ -37,28 +37,24 @@ SLURM = (
     "1",
 )
 LOCAL_RULES = {"all", "figures"}
-#: the local reference run and the cancel-and-rerun test ask for the aggregates only (the
-#: figures' and errata's SLURM jobs are covered by the first test)
-AGGREGATES = ("results/tiny/risk.nc", "results/tiny/theory.nc")
 STAGE_RULES = {"simulate", "pretrain", "align", "downstream", "theory", "risk", "plot"}
 
 
 def _config(tmp_path):
     cfg = tmp_path / "hpc.yaml"
     # one point in two shards: 2 shard jobs, 1 theory, risk, plot
-    text = (ROOT / "tests/configs/tiny.yaml").read_text()
+    text = TINY.read_text()
     cfg.write_text(text.replace("shard_size: 25", "shard_size: 30").replace("[50, 400]", "[400]"))
     return cfg
 
 
-_open = load_nc
-
-
 @pytest.fixture(scope="module")
 def local_risk(tmp_path_factory):
+    """The local reference run, of the aggregates only (as the cancel-and-rerun test; the
+    figures' and errata's SLURM jobs are covered by the first test)."""
     work = tmp_path_factory.mktemp("local")
-    snakemake(work, *AGGREGATES, "--cores", "2", "--configfile", str(_config(work)))
-    return _open(work / "results/tiny/risk.nc"), _open(work / "results/tiny/theory.nc")
+    snakemake(work, *TINY_AGGREGATES, "--cores", "2", "--configfile", str(_config(work)))
+    return load_nc(work / "results/tiny/risk.nc"), load_nc(work / "results/tiny/theory.nc")
 
 
 def _submissions(text: str) -> list[tuple[str, str]]:
@@ -86,8 +82,8 @@ def test_every_stage_runs_as_a_slurm_job_with_identical_results(tmp_path, local_
     }
     assert covered == STAGE_RULES | {"errata"}, covered
     risk, theory = local_risk
-    xr.testing.assert_equal(_open(tmp_path / "results/tiny/risk.nc"), risk)
-    xr.testing.assert_equal(_open(tmp_path / "results/tiny/theory.nc"), theory)
+    xr.testing.assert_equal(load_nc(tmp_path / "results/tiny/risk.nc"), risk)
+    xr.testing.assert_equal(load_nc(tmp_path / "results/tiny/theory.nc"), theory)
 
 
 def test_cancelled_job_then_rerun_finishes_with_identical_results(tmp_path, local_risk):
@@ -97,7 +93,7 @@ def test_cancelled_job_then_rerun_finishes_with_identical_results(tmp_path, loca
         str(ROOT / "Snakefile"),
         "--directory",
         str(tmp_path),
-        *AGGREGATES,
+        *TINY_AGGREGATES,
         *SLURM,
         "--configfile",
         str(_config(tmp_path)),
@@ -119,12 +115,12 @@ def test_cancelled_job_then_rerun_finishes_with_identical_results(tmp_path, loca
     out, _ = first.communicate(timeout=600)
     assert cancelled is not None, "no SLURM job was seen running\n" + out[-3000:]
     assert first.returncode != 0, "the run survived the cancelled job\n" + out[-3000:]
-    again = snakemake(tmp_path, *AGGREGATES, *SLURM, "--configfile", str(_config(tmp_path)))
+    again = snakemake(tmp_path, *TINY_AGGREGATES, *SLURM, "--configfile", str(_config(tmp_path)))
     assert _submissions(again.stdout + again.stderr), "the re-run submitted nothing"
     # no corrupt or half-written file: every netCDF opens, no temporary file is left
     for path in (tmp_path / "results").rglob("*.nc"):
-        _open(path)
+        load_nc(path)
     assert not list((tmp_path / "results").rglob(".*.tmp"))
     risk, theory = local_risk
-    xr.testing.assert_equal(_open(tmp_path / "results/tiny/risk.nc"), risk)
-    xr.testing.assert_equal(_open(tmp_path / "results/tiny/theory.nc"), theory)
+    xr.testing.assert_equal(load_nc(tmp_path / "results/tiny/risk.nc"), risk)
+    xr.testing.assert_equal(load_nc(tmp_path / "results/tiny/theory.nc"), theory)

@@ -10,12 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, env
+from conftest import ROOT, TINY, env
 
 from twostage import __version__
 from twostage.preflight import rule_python_problem
 
-TINY = ROOT / "tests" / "configs" / "tiny.yaml"
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 
 

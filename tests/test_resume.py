@@ -24,11 +24,10 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
-from conftest import ROOT, env, load_nc
+from conftest import ROOT, TINY, TINY_AGGREGATES, env, load_nc
 
 pytestmark = pytest.mark.workflow
 
-TINY = ROOT / "tests" / "configs" / "tiny.yaml"
 #: the README's run command after ``snakemake`` (Set-up: "Other entry points")
 RUN = ("--cores", "all")
 LOCKED = "Directory cannot be locked"
@@ -129,9 +128,6 @@ def _shard_outputs(results: Path) -> list[Path]:
     ]
 
 
-_open = load_nc
-
-
 def _stable(ds: xr.Dataset) -> xr.Dataset:
     ds = ds.copy()
     ds.attrs = {k: v for k, v in ds.attrs.items() if k not in VOLATILE}
@@ -155,8 +151,7 @@ def test_killed_run_resumes_as_the_readme_says_with_identical_results(tmp_path, 
     try:
         # A: uninterrupted, its aggregates only (figures are not compared); it runs beside
         # B's first attempt, on the same cores.
-        targets = ("results/tiny/risk.nc", "results/tiny/theory.nc")
-        run_a = procs.start(_cmd(a, config, *targets), tmp_path / "a.log")
+        run_a = procs.start(_cmd(a, config, *TINY_AGGREGATES), tmp_path / "a.log")
 
         # B: the README command, SIGKILLed (with all its jobs) in the middle of the study.
         run_b = procs.start(_cmd(b, config), tmp_path / "b1.log")
@@ -188,7 +183,7 @@ def test_killed_run_resumes_as_the_readme_says_with_identical_results(tmp_path, 
         # Nothing under its final name is half-written; the writers' temporaries may remain.
         for nc in sorted(results.rglob("*.nc")):
             try:
-                stage = _open(nc).attrs.get("stage")
+                stage = load_nc(nc).attrs.get("stage")
             except Exception as exc:  # any failure to read is the finding
                 pytest.fail(f"{nc.relative_to(b)} is unreadable after the kill: {exc!r}")
             assert stage, f"{nc.relative_to(b)} has no 'stage' attribute"
@@ -218,8 +213,8 @@ def test_killed_run_resumes_as_the_readme_says_with_identical_results(tmp_path, 
     print(f"{'; '.join(timeline)}; tmp leftovers {leftovers}; --unlock needed: {unlock_needed}")
     assert (b / "results/tiny/figures").is_dir()
     for name in ("risk.nc", "theory.nc"):
-        want = _stable(_open(a / "results/tiny" / name))
-        got = _stable(_open(b / "results/tiny" / name))
+        want = _stable(load_nc(a / "results/tiny" / name))
+        got = _stable(load_nc(b / "results/tiny" / name))
         xr.testing.assert_identical(got, want)
         for var in [*want.data_vars, *want.coords]:  # bit for bit (NaN and -0.0 included)
             x, y = got[var].values, want[var].values
@@ -235,7 +230,7 @@ def test_adding_replicates_reruns_only_the_new_shards(tmp_path):
 
     config = _config(tmp_path / "study.yaml")
     snakemake(tmp_path, "results/tiny/risk.nc", "--configfile", str(config))
-    old = _open(tmp_path / "results/tiny/risk.nc")
+    old = load_nc(tmp_path / "results/tiny/risk.nc")
     kept = sorted((tmp_path / "results/tiny/points").rglob("*.nc"))
     assert len(kept) == 2 * 4 + 1  # two shards of four stages, and the point's theory
     stamps = {p: p.stat().st_mtime_ns for p in kept}
@@ -256,7 +251,7 @@ def test_adding_replicates_reruns_only_the_new_shards(tmp_path):
     assert counts == want, plan[-2000:]
     snakemake(tmp_path, "results/tiny/risk.nc", "--configfile", str(config))
     assert {p: p.stat().st_mtime_ns for p in kept} == stamps
-    new = _open(tmp_path / "results/tiny/risk.nc")
+    new = load_nc(tmp_path / "results/tiny/risk.nc")
     assert new.sizes["replicate"] == 30
     for var in ("scaled_excess_risk", "n_rep", "n_var", "m_rep"):
         assert new[var].values[:, :20].tobytes() == old[var].values.tobytes(), var

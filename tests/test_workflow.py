@@ -8,16 +8,11 @@ import shutil
 
 import pytest
 import xarray as xr
-from conftest import ROOT, load_nc, snakemake, snakemake_jobs
+from conftest import TINY, TINY_AGGREGATES, load_nc, snakemake, snakemake_jobs
 
 from twostage.plots import FIGURES
 
 pytestmark = pytest.mark.workflow
-TINY = ROOT / "tests" / "configs" / "tiny.yaml"
-AGGREGATES = ("results/tiny/risk.nc", "results/tiny/theory.nc")
-
-
-_open = load_nc
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +26,7 @@ def test_run_writes_figures_and_aggregates(tiny_run):
     figs = sorted(p.name for p in (tiny_run / "results/tiny/figures").iterdir())
     assert figs == sorted(f"{n}.{fmt}" for n in FIGURES for fmt in ("png", "pdf"))
     assert len(FIGURES) == 6
-    risk = _open(tiny_run / "results/tiny/risk.nc")
+    risk = load_nc(tiny_run / "results/tiny/risk.nc")
     assert risk.sizes == {"point": 2, "replicate": 60}
     assert risk.attrs["stage"] == "risk" and risk.attrs["config_sha256"]
     assert float(risk["orbit_invariance_error"].max()) < 1e-10
@@ -58,12 +53,12 @@ def test_results_do_not_depend_on_shards_or_cores(tiny_run, tmp_path):
     other = tmp_path / "other.yaml"
     other.write_text(TINY.read_text().replace("shard_size: 25", "shard_size: 60"))
     # the aggregates only: they are what is compared (the figures are drawn from them)
-    snakemake(tmp_path, *AGGREGATES, "--cores", "1", "--configfile", str(other))
-    a = _open(tiny_run / "results/tiny/risk.nc")
-    b = _open(tmp_path / "results/tiny/risk.nc")
+    snakemake(tmp_path, *TINY_AGGREGATES, "--cores", "1", "--configfile", str(other))
+    a = load_nc(tiny_run / "results/tiny/risk.nc")
+    b = load_nc(tmp_path / "results/tiny/risk.nc")
     xr.testing.assert_equal(a, b)
     xr.testing.assert_equal(
-        _open(tiny_run / "results/tiny/theory.nc"), _open(tmp_path / "results/tiny/theory.nc")
+        load_nc(tiny_run / "results/tiny/theory.nc"), load_nc(tmp_path / "results/tiny/theory.nc")
     )
 
 
@@ -73,12 +68,9 @@ def test_all_remakes_a_missing_aggregate_though_its_figures_exist(tiny_run):
     be done' beside stale figures."""
     (tiny_run / "results/tiny/risk.nc").unlink()
     res = snakemake(tiny_run, "--cores", "2", "--configfile", str(TINY))
-    jobs = _jobs(res)
+    jobs = snakemake_jobs(res)
     assert "risk" in jobs and not jobs & {"simulate", "pretrain", "align", "downstream"}, jobs
     assert (tiny_run / "results/tiny/risk.nc").is_file()
-
-
-_jobs = snakemake_jobs
 
 
 def test_figures_are_redrawn_from_aggregated_files_copied_elsewhere(tiny_run, tmp_path):
@@ -87,7 +79,8 @@ def test_figures_are_redrawn_from_aggregated_files_copied_elsewhere(tiny_run, tm
     for name in ("risk.nc", "theory.nc"):
         shutil.copy2(tiny_run / "results/tiny" / name, tmp_path / "results/tiny" / name)
     res = snakemake(tmp_path, "figures", "--cores", "1", "--configfile", str(TINY))
-    assert _jobs(res) == {"plot", "figures", "provenance", "errata"}, res.stdout + res.stderr
+    jobs = snakemake_jobs(res)
+    assert jobs == {"plot", "figures", "provenance", "errata"}, res.stdout + res.stderr
     assert (tmp_path / "results/tiny/figures/cdf.png").is_file()
 
 
@@ -180,10 +173,10 @@ def test_figures_are_redrawn_after_deleting_all_but_aggregated_files(tiny_run):
         if path.name not in ("risk.nc", "theory.nc"):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     res = snakemake(tiny_run, "figures", "--cores", "1", "--configfile", str(TINY))
-    assert _jobs(res) == {"plot", "figures"}, res.stdout + res.stderr
+    assert snakemake_jobs(res) == {"plot", "figures"}, res.stdout + res.stderr
     assert sorted(p.name for p in (study / "figures").iterdir())[0] == "cdf.pdf"
     # and the report from the aggregated files only: no simulation (nor any) rule runs
     (tiny_run / "results/report.html").unlink(missing_ok=True)
     res = snakemake(tiny_run, *REPORT, "--configfile", str(TINY))
-    assert _jobs(res) <= {"figures"}, res.stdout + res.stderr
+    assert snakemake_jobs(res) <= {"figures"}, res.stdout + res.stderr
     _check_report(tiny_run, [f"results/tiny/figures/{n}.png" for n in FIGURES])

@@ -8,10 +8,9 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import ROOT, env, load_nc, snakemake, snakemake_jobs
+from conftest import ROOT, TINY, env, load_nc, snakemake, snakemake_jobs
 
 pytestmark = pytest.mark.workflow
-TINY = ROOT / "tests" / "configs" / "tiny.yaml"
 
 
 def test_dry_run_and_lint_are_clean(tmp_path):
