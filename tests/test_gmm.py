@@ -36,9 +36,11 @@ from twostage.cases.gmm.features import (
 )
 from twostage.cases.gmm.population import (
     FISHER,
+    FIT_CHUNK_ROWS,
     clear_fit_cache,
     population,
     population_fit,
+    population_residual,
     relabelled_population_fit,
     stratified_sample,
 )
@@ -440,6 +442,33 @@ def test_orbit_invariance_under_relabelling_of_the_centres():
             atol=1e-9,
         )
         np.testing.assert_array_equal(a["d_eff_n"][1], b["d_eff_n"][1])
+
+
+def test_population_fit_by_chunks_is_the_least_squares_fit_on_the_whole_sample():
+    """population_fit sweeps the sample in chunks (Rep from sums around the first chunk's
+    coefficient); on SMALL's 20,000 points (two full chunks and a partial one) it is the
+    least-squares fit on all the features at once (numpy's lstsq) up to round-off: sigma
+    and beta to 1e-12 relative (sums of 2e4 products in another order; Sigma is well
+    conditioned), Rep (a minimum: first-order insensitive to beta) to 1e-10 relative, and
+    the mean square of population_residual is Rep. Also far from U*, where Rep is large."""
+    p = params(**SMALL)
+    assert p["population_size"] > 2 * FIT_CHUNK_ROWS
+    tr = truth(p)
+    x, f = population(tr)
+    rng = np.random.default_rng(3)
+    for scale in (0.01, 0.1, 1.0):
+        u = tr["centers"] + scale * rng.standard_normal(tr["centers"].shape)
+        fit = population_fit(tr, u)
+        psi, _ = features_reduced(x, u, fit["q"])
+        beta = np.linalg.lstsq(psi, f, rcond=None)[0]
+        rep = np.mean((f - psi @ beta) ** 2)
+        sigma = psi.T @ psi / len(x)
+        np.testing.assert_allclose(fit["sigma"], sigma, rtol=0, atol=1e-12 * np.abs(sigma).max())
+        np.testing.assert_allclose(fit["beta"], beta, rtol=0, atol=1e-12 * np.abs(beta).max())
+        np.testing.assert_allclose(fit["rep"], rep, rtol=1e-10)
+        e = population_residual(tr, u)
+        np.testing.assert_allclose(np.mean(e**2), fit["rep"], rtol=1e-10)
+        assert rep > 0
 
 
 def test_population_fit_is_shared_by_relabellings_of_the_same_centres():

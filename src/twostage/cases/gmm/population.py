@@ -21,6 +21,9 @@ from .features import features_reduced, features_t, gate_basis, reduce_theta
 
 #: Purposes of the streams derived from ``population_seed`` (never renumber).
 POPULATION, FISHER = 0, 1
+#: Rows of the population sample per chunk of :func:`population_fit`'s sweep (the features
+#: of a chunk stay in cache). Fixed: the fit's round-off depends on it (never change it).
+FIT_CHUNK_ROWS = 8192
 #: Bytes of population fits kept in-process by :func:`relabelled_population_fit` (about
 #: 5 kB each at K = 4, d = 20: some 12,000 replicates), least recently used dropped first.
 FIT_CACHE_BYTES = 64 * 2**20
@@ -100,24 +103,54 @@ def population_fit(truth: Mapping[str, np.ndarray], centers: np.ndarray) -> dict
     Returns the reduced basis ``q``, ``sigma`` = E psi~ psi~^T, its pseudo-inverse,
     ``beta`` = Sigma^+ E[psi~ f*], and ``rep`` = E (f* - psi~^T beta)^2, all on the fixed
     population sample.
+
+    Computation: one sweep over the sample in chunks of :data:`FIT_CHUNK_ROWS` rows, the
+    features of a chunk formed and reduced while in cache (the sample is never held as
+    features). With ``beta_0`` the least-squares coefficient on the first chunk and
+    ``g = f* - psi~^T beta_0``, the sweep sums ``psi~ psi~^T``, ``psi~ f*``, ``psi~ g`` and
+    ``g^2``; then with ``delta = beta - beta_0``, ``Rep = E g^2 - 2 delta^T E[psi~ g] +
+    delta^T Sigma delta``, exactly ``E (f* - psi~^T beta)^2`` (its three terms are of the
+    size of Rep, not of E f*^2, so no digits cancel). The residual itself is
+    :func:`population_residual`.
     """
     x, f = population(truth)
     r = int(truth["rank_S"])
     q = gate_basis(centers, r)
-    psi, _ = features_t(x, centers, q)
     n = len(x)
-    sigma = sym(psi @ psi.T) / n
+    for a in range(0, n, FIT_CHUNK_ROWS):
+        psi, _ = features_t(x[a : a + FIT_CHUNK_ROWS], centers, q)
+        fc = f[a : a + FIT_CHUNK_ROWS]
+        if a == 0:
+            gram = psi @ psi.T
+            beta0 = pinv_psd(sym(gram))[0] @ (psi @ fc)
+            psi_f, psi_g, g2 = np.zeros(len(psi)), np.zeros(len(psi)), 0.0
+        else:
+            gram += psi @ psi.T
+        g = fc - beta0 @ psi
+        psi_f += psi @ fc
+        psi_g += psi @ g
+        g2 += g @ g
+    sigma = sym(gram) / n
     sigma_pinv, _ = pinv_psd(sigma)
-    beta = sigma_pinv @ (psi @ f) / n
-    e = f - beta @ psi
+    beta = sigma_pinv @ psi_f / n
+    delta = beta - beta0
+    rep = g2 / n - 2.0 * (delta @ psi_g) / n + delta @ sigma @ delta
     return {
         "q": q,
         "sigma": sigma,
         "sigma_pinv": sigma_pinv,
         "beta": beta,
-        "rep": np.float64(e @ e / n),
-        "residual": e,
+        "rep": np.float64(rep),
     }
+
+
+def population_residual(truth: Mapping[str, np.ndarray], centers: np.ndarray) -> np.ndarray:
+    """The residual ``e = f* - psi~^T beta(U)`` of :func:`population_fit` at each point of the
+    population sample (its mean square is ``rep`` up to round-off)."""
+    x, f = population(truth)
+    fit = population_fit(truth, centers)
+    psi, _ = features_t(x, centers, fit["q"])
+    return f - fit["beta"] @ psi
 
 
 #: key -> (lexicographic order of the centres as first seen, their population fit)
@@ -139,7 +172,7 @@ def _truth_key(truth: Mapping[str, np.ndarray]) -> tuple:
 def relabelled_population_fit(
     truth: Mapping[str, np.ndarray], centers: np.ndarray
 ) -> dict[str, np.ndarray]:
-    """:func:`population_fit` (without ``residual``), computed once per set of centres.
+    """:func:`population_fit`, computed once per set of centres.
 
     A relabelling ``G U`` of the same centres (the aligned twin of an estimate, Lemma 4.1)
     has the same gating subspace and the reduced features of U with the blocks permuted,
@@ -156,7 +189,6 @@ def relabelled_population_fit(
     hit = _FITS.get(key)
     if hit is None:
         fit = population_fit(truth, centers)
-        del fit["residual"]
         for arr in fit.values():
             arr.setflags(write=False)
         _FITS[key] = (order, fit)
