@@ -102,3 +102,40 @@ def test_means_against_a_scalar_output_of_the_limit():
     fig = plots.means_figure(risk, th, "D")
     assert fig.axes[0].get_xlabel() == "D"
     plots.plt.close(fig)
+
+
+@pytest.mark.parametrize(
+    "mathtext, plain",
+    [
+        (r"$\mathdefault{10^{3}}$", "10³"),
+        (r"$\mathdefault{2\times10^{-1}}$", "2×10⁻¹"),
+        (r"$\mathdefault{-10^{-16}}$", "−10⁻¹⁶"),
+        (r"$\mathdefault{0}$", "0"),
+        ("", ""),
+        ("0.5", "0.5"),
+    ],
+)
+def test_log_tick_labels_are_plain_text(mathtext, plain):
+    assert plots._plain_log_label(mathtext) == plain
+
+
+def test_log_and_symlog_axes_are_laid_out_without_mathtext():
+    """After the layout no tick label of a log or symlog axis is mathtext, and each is
+    matplotlib's own label rewritten (the same ticks and exponents)."""
+    plots._backend()
+    fig, (a, b) = plots.plt.subplots(1, 2)
+    a.plot([1e2, 1e5], [3e-3, 2e1])
+    a.set_xscale("log")
+    a.set_yscale("log")
+    b.plot([0, 1], [0, 1e-12])
+    b.set_yscale("symlog", linthresh=1e-16)
+    fig.canvas.draw()
+    before = [[t.get_text() for t in ax.get_yticklabels()] for ax in (a, b)]
+    plots._tight_layout(fig)
+    fig.canvas.draw()
+    after = [[t.get_text() for t in ax.get_yticklabels()] for ax in (a, b)]
+    assert any("$" in label for labels in before for label in labels)
+    assert after == [[plots._plain_log_label(label) for label in labels] for labels in before]
+    assert not any("$" in label for labels in after for label in labels)
+    assert "10⁵" in [t.get_text() for t in a.get_xticklabels()]
+    plots.plt.close(fig)

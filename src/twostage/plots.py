@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -164,7 +165,7 @@ def cdf_figure(risk: xr.Dataset, th: xr.Dataset, max_panels: int | None = None) 
         axes[row, 0].legend(fontsize=8)
     where = f"{risk.attrs.get('study')}, {risk.attrs.get('case')}"
     fig.suptitle(f"Empirical CDFs against the limit law ({where})")
-    fig.tight_layout()
+    _tight_layout(fig)
     return fig
 
 
@@ -199,7 +200,7 @@ def convergence_figure(risk: xr.Dataset, reference: dict | None = None) -> Any:
         ax.set_ylim(bottom=0)
     axes[0].legend(fontsize=8)
     fig.suptitle("Convergence to the limit (error bars: ±2 bootstrap / binomial s.e.)")
-    fig.tight_layout()
+    _tight_layout(fig)
     return fig
 
 
@@ -248,7 +249,7 @@ def closed_forms_figure(risk: xr.Dataset, th: xr.Dataset) -> Any:
     ax.set_title("mean of m·Rep against the limit's mean at each point")
     ax.legend(fontsize=8)
     fig.suptitle("Numerical limit vs the paper's printed and corrected closed forms")
-    fig.tight_layout()
+    _tight_layout(fig)
     return fig
 
 
@@ -293,7 +294,7 @@ def diagnostics_figure(risk: xr.Dataset, th: xr.Dataset) -> Any:
     ax.legend(fontsize=8)
     ax.set_xlabel(x_name)
     ax.set_title("orbit invariance: max |Δ risk term| under alignment", fontsize=9)
-    fig.tight_layout()
+    _tight_layout(fig)
     return fig
 
 
@@ -395,7 +396,7 @@ def sweep_figure(sw: xr.Dataset, reference: dict | None = None) -> Any:
     ax.set_ylabel("E ‖L(Z)‖²  (= lim E m·Rep)")
     ax.set_title(f"{sw.attrs.get('study')}: E‖L(Z)‖² against {name}")
     ax.legend(fontsize=7)
-    fig.tight_layout()
+    _tight_layout(fig)
     return fig
 
 
@@ -433,7 +434,7 @@ def means_figure(risk: xr.Dataset, th: xr.Dataset, x_output: str | None = None) 
         f"{risk.attrs.get('study')}: m·Rep against {x_name} (R = {risk.sizes['replicate']})"
     )
     ax.legend(fontsize=7)
-    fig.tight_layout()
+    _tight_layout(fig)
     return fig
 
 
@@ -550,7 +551,7 @@ def crossing_figure(risk: xr.Dataset, th: xr.Dataset) -> Any:
             ax.set_axis_off()
         ax.set_xlabel("α = m / n")
     fig.suptitle(f"{risk.attrs.get('study')}: two-stage against downstream-only learning")
-    fig.tight_layout()
+    _tight_layout(fig)
     return fig
 
 
@@ -561,6 +562,42 @@ def draw_sweep(sw: xr.Dataset, outdir: str | Path, reference: dict | None = None
     outdir.mkdir(parents=True, exist_ok=True)
     sns.set_theme(style="whitegrid", context="paper")
     return _save(sweep_figure(sw, reference), outdir, "sweep")
+
+
+#: Exponent digits and sign as Unicode superscripts (for :func:`_plain_log_label`).
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+_MATHDEFAULT = re.compile(r"\$\\mathdefault\{(.*)\}\$")
+
+
+def _plain_log_label(label: str) -> str:
+    """A log-axis tick label of matplotlib (``$\\mathdefault{10^{3}}$``,
+    ``$\\mathdefault{2\\times10^{-1}}$``) as plain text with Unicode superscripts (10³,
+    2×10⁻¹): the same look, without mathtext, whose parsing (again for each renderer) is
+    about a second of a plot job."""
+    match = _MATHDEFAULT.fullmatch(label)
+    if match is None:
+        return label
+    body = re.sub(r"\^\{([^}]*)\}", lambda g: g.group(1).translate(_SUPERSCRIPT), match[1])
+    return body.replace("\\times", "×").replace("-", "−")
+
+
+def _tight_layout(fig: Any) -> None:
+    """``fig.tight_layout()``, the log and symlog axes first labelled in plain text
+    (:func:`_plain_log_label` wraps their tick formatters)."""
+    from matplotlib.ticker import FuncFormatter, LogFormatterSciNotation
+
+    def plain(fmt: LogFormatterSciNotation) -> FuncFormatter:
+        wrapped = FuncFormatter(lambda x, pos=None: _plain_log_label(fmt(x, pos)))
+        wrapped.set_locs = fmt.set_locs  # the minor labels depend on the visible decades
+        return wrapped
+
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            if isinstance(axis.get_major_formatter(), LogFormatterSciNotation):
+                axis.set_major_formatter(plain(axis.get_major_formatter()))
+            if isinstance(axis.get_minor_formatter(), LogFormatterSciNotation):
+                axis.set_minor_formatter(plain(axis.get_minor_formatter()))
+    fig.tight_layout()
 
 
 def _save(fig: Any, outdir: Path, name: str) -> list[Path]:
