@@ -520,7 +520,11 @@ def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--quick", action="store_true", help="small sizes (seconds), for the tests")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="the smallest m of each case only, few replicates (seconds), for the tests",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     p.add_argument("--no-workflow", action="store_true", help="skip the Snakemake study")
     p.add_argument(
@@ -536,10 +540,10 @@ def main() -> None:
     rows: list[dict] = []
     with threadpool_limits(limits=1):
         quick = {
-            "factor": lambda: bench_factor([1000, 10000], reps=50, naive_reps=2),
-            "spectral": lambda: bench_spectral([6], [1000, 10000], reps=10, naive_reps=1),
-            "gmm": lambda: bench_gmm([2000, 20000], reps=4, naive_reps=1),
-            "multitask": lambda: bench_multitask([1000, 10000], reps=20, naive_reps=2),
+            "factor": lambda: bench_factor([1000], reps=50, naive_reps=2),
+            "spectral": lambda: bench_spectral([6], [1000], reps=10, naive_reps=1),
+            "gmm": lambda: bench_gmm([2000], reps=4, naive_reps=1),
+            "multitask": lambda: bench_multitask([1000], reps=20, naive_reps=2),
         }
         full = {
             "factor": lambda: bench_factor([1000, 10000, 100000, 1000000], reps=1000, naive_reps=3),
