@@ -38,9 +38,9 @@ from twostage.cases.gmm.population import (
     FISHER,
     FIT_CHUNK_ROWS,
     clear_fit_cache,
+    fit_residual,
     population,
     population_fit,
-    population_residual,
     relabelled_population_fit,
     stratified_sample,
 )
@@ -450,7 +450,7 @@ def test_population_fit_by_chunks_is_the_least_squares_fit_on_the_whole_sample()
     least-squares fit on all the features at once (numpy's lstsq) up to round-off: sigma
     and beta to 1e-12 relative (sums of 2e4 products in another order; Sigma is well
     conditioned), Rep (a minimum: first-order insensitive to beta) to 1e-10 relative, and
-    the mean square of population_residual is Rep. Also far from U*, where Rep is large."""
+    the mean square of fit_residual is Rep. Also far from U*, where Rep is large."""
     p = params(**SMALL)
     assert p["population_size"] > 2 * FIT_CHUNK_ROWS
     tr = truth(p)
@@ -466,7 +466,7 @@ def test_population_fit_by_chunks_is_the_least_squares_fit_on_the_whole_sample()
         np.testing.assert_allclose(fit["sigma"], sigma, rtol=0, atol=1e-12 * np.abs(sigma).max())
         np.testing.assert_allclose(fit["beta"], beta, rtol=0, atol=1e-12 * np.abs(beta).max())
         np.testing.assert_allclose(fit["rep"], rep, rtol=1e-10)
-        e = population_residual(tr, u)
+        e = fit_residual(tr, u)
         np.testing.assert_allclose(np.mean(e**2), fit["rep"], rtol=1e-10)
         assert rep > 0
 

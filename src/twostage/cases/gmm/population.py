@@ -111,7 +111,7 @@ def population_fit(truth: Mapping[str, np.ndarray], centers: np.ndarray) -> dict
     ``g^2``; then with ``delta = beta - beta_0``, ``Rep = E g^2 - 2 delta^T E[psi~ g] +
     delta^T Sigma delta``, exactly ``E (f* - psi~^T beta)^2`` (its three terms are of the
     size of Rep, not of E f*^2, so no digits cancel). The residual itself is
-    :func:`population_residual`.
+    :func:`fit_residual`.
     """
     x, f = population(truth)
     r = int(truth["rank_S"])
@@ -144,7 +144,7 @@ def population_fit(truth: Mapping[str, np.ndarray], centers: np.ndarray) -> dict
     }
 
 
-def population_residual(truth: Mapping[str, np.ndarray], centers: np.ndarray) -> np.ndarray:
+def fit_residual(truth: Mapping[str, np.ndarray], centers: np.ndarray) -> np.ndarray:
     """The residual ``e = f* - psi~^T beta(U)`` of :func:`population_fit` at each point of the
     population sample (its mean square is ``rep`` up to round-off)."""
     x, f = population(truth)

@@ -18,8 +18,7 @@ from ...limits import directional_derivatives, gram
 from ...linalg import pinv_psd, sym
 from ...progress import Progress
 from .features import _softmax, features_t
-from .population import FISHER, population, stratified_sample
-from .population import population_residual as _residual
+from .population import FISHER, fit_residual, population, stratified_sample
 
 #: Rows per chunk in the Monte Carlo loops of the theory.
 CHUNK = 8192
@@ -246,7 +245,7 @@ def _g_l(hh: np.ndarray, ph: np.ndarray, pp: np.ndarray, n: float) -> np.ndarray
 def population_residual(truth: Mapping[str, np.ndarray], centers: np.ndarray) -> np.ndarray:
     """``e_U / sqrt(N)`` on the population sample: isometric coordinates of the population
     residual in L^2 of the sample (the function whose derivative is L)."""
-    e = _residual(truth, centers)
+    e = fit_residual(truth, centers)
     return e / np.sqrt(len(e))
 
 
