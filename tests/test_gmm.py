@@ -27,6 +27,7 @@ from twostage.cases.gmm import CASE
 from twostage.cases.gmm import em as em_module
 from twostage.cases.gmm.em import em
 from twostage.cases.gmm.features import (
+    SWEEP_ROWS,
     embed_theta,
     features,
     features_reduced,
@@ -36,7 +37,6 @@ from twostage.cases.gmm.features import (
 )
 from twostage.cases.gmm.population import (
     FISHER,
-    FIT_CHUNK_ROWS,
     clear_fit_cache,
     fit_residual,
     population,
@@ -396,10 +396,11 @@ def _estimates(p, r, seed=0):
     return tr, rep, {"x_down": design["x_down"][1]}
 
 
-@pytest.mark.parametrize("n", [40, 6])  # 6 < K (r* + 1) = 9: Sigma_n is singular
+@pytest.mark.parametrize("n", [40, 6, 20_000])  # 6 < K (r* + 1) = 9: Sigma_n is singular
 def test_exact_risk_decomposition_matches_a_direct_ambient_least_squares_fit(n):
     """Rep + Leak is the population excess risk of numpy's min-norm lstsq fit on the
-    ambient features (6.4) to noise-free labels; Var = sigma^2 tr(Sigma Sigma_n^+)/n."""
+    ambient features (6.4) to noise-free labels; Var = sigma^2 tr(Sigma Sigma_n^+)/n.
+    n = 20,000 > 2 SWEEP_ROWS: the design's sums run over several chunks."""
     p = params(**SMALL, n=n)
     tr, rep, design = _estimates(p, 4)
     out = CASE.downstream(tr, rep, design, n)
@@ -452,7 +453,7 @@ def test_population_fit_by_chunks_is_the_least_squares_fit_on_the_whole_sample()
     conditioned), Rep (a minimum: first-order insensitive to beta) to 1e-10 relative, and
     the mean square of fit_residual is Rep. Also far from U*, where Rep is large."""
     p = params(**SMALL)
-    assert p["population_size"] > 2 * FIT_CHUNK_ROWS
+    assert p["population_size"] > 2 * SWEEP_ROWS
     tr = truth(p)
     x, f = population(tr)
     rng = np.random.default_rng(3)

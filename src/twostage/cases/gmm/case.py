@@ -66,7 +66,7 @@ from ...limits import gchisq_weights, sandwich
 from ...linalg import pinv_psd, sym
 from .._base import CaseStudy, KeyPath, Output, Outputs, Variables, standard_outputs
 from .em import canonical_order, em, kmeans_plus_plus
-from .features import embed_theta, features_reduced, scatter_rank, true_centers, true_theta
+from .features import embed_theta, residual_sums, scatter_rank, true_centers, true_theta
 from .population import mixture_sample, regression_function, relabelled_population_fit
 from .theory import (
     JACKKNIFE_GROUPS,
@@ -383,16 +383,16 @@ class GaussianMixture(CaseStudy):
             u = np.asarray(representation[i], dtype=float)
             fit = relabelled_population_fit(truth, u)
             q, beta, sigma = fit["q"], fit["beta"], fit["sigma"]
-            psi_n, _ = features_reduced(x_down[i], u, q)
             f_n = (
                 regression_function(x_down[i], centers_star, theta, r)
                 if f_down is None
                 else f_down[i]
             )
-            e_n = f_n - psi_n @ beta
-            sigma_n = sym(psi_n.T @ psi_n) / len(psi_n)
+            # e_n = f* - psi^T beta on the design: sum psi psi^T and sum psi e_n in one sweep
+            gram, psi_e, _ = residual_sums(x_down[i], u, q, f_n, beta)
+            sigma_n = sym(gram) / len(f_n)
             sn_pinv, rank[i] = pinv_psd(sigma_n)
-            dev = sn_pinv @ (psi_n.T @ e_n) / len(psi_n) + (sn_pinv @ sigma_n @ beta - beta)
+            dev = sn_pinv @ psi_e / len(f_n) + (sn_pinv @ sigma_n @ beta - beta)
             out["rep"][i] = fit["rep"]
             out["leak"][i] = dev @ sigma @ dev
             out["var"][i] = sigma2 / n * np.sum(sigma * sn_pinv)

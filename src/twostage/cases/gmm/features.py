@@ -19,6 +19,10 @@ from .em import LOG2E
 
 #: Relative eigenvalue size below which S(U*) is singular (defines r* = rank S(U*)).
 RANK_RTOL = 1e-9
+#: Rows per chunk of the sweeps over a sample (:func:`residual_sums`, :func:`feature_map`):
+#: a chunk's features are formed and reduced while in cache, never the whole N x K(r+1)
+#: matrix. Fixed: the sums' round-off depends on it (never change it).
+SWEEP_ROWS = 8192
 
 
 # ---------------------------------------------------------------------------- instance
@@ -91,6 +95,32 @@ def features_t(x: np.ndarray, centers: np.ndarray, q: np.ndarray) -> tuple[np.nd
     psi[:, :r] *= pi[:, None, :]
     psi[:, r] = pi
     return psi.reshape(k * (r + 1), -1), pi
+
+
+def feature_map(x: np.ndarray, centers: np.ndarray, q: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """``<coef, psi~_U(x)>`` for each row of x (N,), by chunks of :data:`SWEEP_ROWS` rows."""
+    out = np.empty(len(x))
+    for a in range(0, len(x), SWEEP_ROWS):
+        psi, _ = features_t(x[a : a + SWEEP_ROWS], centers, q)
+        out[a : a + SWEEP_ROWS] = coef @ psi
+    return out
+
+
+def residual_sums(
+    x: np.ndarray, centers: np.ndarray, q: np.ndarray, f: np.ndarray, beta: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """``sum psi~ psi~^T``, ``sum psi~ g`` and ``sum g^2`` over the rows of x, with
+    ``g = f - psi~^T beta`` and psi~ the reduced features of ``centers`` (basis q), in one
+    sweep by chunks of :data:`SWEEP_ROWS` rows."""
+    p = len(centers) * (q.shape[1] + 1)
+    gram, psi_g, g2 = np.zeros((p, p)), np.zeros(p), 0.0
+    for a in range(0, len(x), SWEEP_ROWS):
+        psi, _ = features_t(x[a : a + SWEEP_ROWS], centers, q)
+        g = f[a : a + SWEEP_ROWS] - beta @ psi
+        gram += psi @ psi.T
+        psi_g += psi @ g
+        g2 += g @ g
+    return gram, psi_g, float(g2)
 
 
 def features_reduced(

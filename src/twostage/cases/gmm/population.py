@@ -17,13 +17,10 @@ from functools import lru_cache
 import numpy as np
 
 from ...linalg import pinv_psd, sym
-from .features import features_reduced, features_t, gate_basis, reduce_theta
+from .features import SWEEP_ROWS, feature_map, features_t, gate_basis, reduce_theta, residual_sums
 
 #: Purposes of the streams derived from ``population_seed`` (never renumber).
 POPULATION, FISHER = 0, 1
-#: Rows of the population sample per chunk of :func:`population_fit`'s sweep (the features
-#: of a chunk stay in cache). Fixed: the fit's round-off depends on it (never change it).
-FIT_CHUNK_ROWS = 8192
 #: Bytes of population fits kept in-process by :func:`relabelled_population_fit` (about
 #: 5 kB each at K = 4, d = 20: some 12,000 replicates), least recently used dropped first.
 FIT_CACHE_BYTES = 64 * 2**20
@@ -78,8 +75,7 @@ def regression_function(
 ) -> np.ndarray:
     """``f*(x) = <theta, psi_U(x)>`` for each row of x (via the reduced coordinates)."""
     q = gate_basis(centers, r)
-    psi, _ = features_reduced(x, centers, q)
-    return psi @ reduce_theta(theta, q, len(centers))
+    return feature_map(x, centers, q, reduce_theta(theta, q, len(centers)))
 
 
 def population(truth: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -104,12 +100,12 @@ def population_fit(truth: Mapping[str, np.ndarray], centers: np.ndarray) -> dict
     ``beta`` = Sigma^+ E[psi~ f*], and ``rep`` = E (f* - psi~^T beta)^2, all on the fixed
     population sample.
 
-    Computation: one sweep over the sample in chunks of :data:`FIT_CHUNK_ROWS` rows, the
-    features of a chunk formed and reduced while in cache (the sample is never held as
-    features). With ``beta_0`` the least-squares coefficient on the first chunk and
-    ``g = f* - psi~^T beta_0``, the sweep sums ``psi~ psi~^T``, ``psi~ f*``, ``psi~ g`` and
-    ``g^2``; then with ``delta = beta - beta_0``, ``Rep = E g^2 - 2 delta^T E[psi~ g] +
-    delta^T Sigma delta``, exactly ``E (f* - psi~^T beta)^2`` (its three terms are of the
+    Computation: one sweep of :func:`.features.residual_sums` over the sample (chunks of
+    ``SWEEP_ROWS`` rows, whose features stay in cache), around ``beta_0``, the
+    least-squares coefficient on the first chunk: with ``g = f* - psi~^T beta_0`` it gives
+    ``sum psi~ psi~^T``, ``sum psi~ g`` and ``sum g^2``; then ``E[psi~ f*] = E[psi~ g] +
+    Sigma beta_0`` and, with ``delta = beta - beta_0``, ``Rep = E g^2 - 2 delta^T E[psi~ g]
+    + delta^T Sigma delta``, exactly ``E (f* - psi~^T beta)^2`` (its three terms are of the
     size of Rep, not of E f*^2, so no digits cancel). The residual itself is
     :func:`fit_residual`.
     """
@@ -117,22 +113,12 @@ def population_fit(truth: Mapping[str, np.ndarray], centers: np.ndarray) -> dict
     r = int(truth["rank_S"])
     q = gate_basis(centers, r)
     n = len(x)
-    for a in range(0, n, FIT_CHUNK_ROWS):
-        psi, _ = features_t(x[a : a + FIT_CHUNK_ROWS], centers, q)
-        fc = f[a : a + FIT_CHUNK_ROWS]
-        if a == 0:
-            gram = psi @ psi.T
-            beta0 = pinv_psd(sym(gram))[0] @ (psi @ fc)
-            psi_f, psi_g, g2 = np.zeros(len(psi)), np.zeros(len(psi)), 0.0
-        else:
-            gram += psi @ psi.T
-        g = fc - beta0 @ psi
-        psi_f += psi @ fc
-        psi_g += psi @ g
-        g2 += g @ g
+    head, _ = features_t(x[:SWEEP_ROWS], centers, q)
+    beta0 = pinv_psd(sym(head @ head.T))[0] @ (head @ f[:SWEEP_ROWS])
+    gram, psi_g, g2 = residual_sums(x, centers, q, f, beta0)
     sigma = sym(gram) / n
     sigma_pinv, _ = pinv_psd(sigma)
-    beta = sigma_pinv @ psi_f / n
+    beta = sigma_pinv @ (psi_g / n + sigma @ beta0)
     delta = beta - beta0
     rep = g2 / n - 2.0 * (delta @ psi_g) / n + delta @ sigma @ delta
     return {
