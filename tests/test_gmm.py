@@ -30,7 +30,7 @@ from twostage.cases.gmm.features import (
     SWEEP_ROWS,
     embed_theta,
     features,
-    features_reduced,
+    features_t,
     gate_basis,
     reduce_theta,
     responsibilities,
@@ -189,7 +189,8 @@ def test_reduced_features_are_the_ambient_features_in_an_orthonormal_basis():
     x = rng.standard_normal((50, 6)) + 1.0
     u = tr["centers"] + 0.1 * rng.standard_normal((3, 6))
     q = gate_basis(u, 2)
-    red, pi = features_reduced(x, u, q)
+    psi_t, pi_t = features_t(x, u, q)
+    red, pi = psi_t.T, pi_t.T  # (N, K (r* + 1)), (N, K)
     amb = features(x, u, 2)
     coef = rng.standard_normal(9)
     np.testing.assert_allclose(amb @ embed_theta(coef, q, 3), red @ coef, atol=1e-13)
@@ -460,7 +461,7 @@ def test_population_fit_by_chunks_is_the_least_squares_fit_on_the_whole_sample()
     for scale in (0.01, 0.1, 1.0):
         u = tr["centers"] + scale * rng.standard_normal(tr["centers"].shape)
         fit = population_fit(tr, u)
-        psi, _ = features_reduced(x, u, fit["q"])
+        psi = features_t(x, u, fit["q"])[0].T
         beta = np.linalg.lstsq(psi, f, rcond=None)[0]
         rep = np.mean((f - psi @ beta) ** 2)
         sigma = psi.T @ psi / len(x)

@@ -123,26 +123,6 @@ def residual_sums(
     return gram, psi_g, float(g2)
 
 
-def features_reduced(
-    x: np.ndarray, centers: np.ndarray, q: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Reduced features ``psi~_U(x) = (pi_i Q^T (x - u_i), pi_i)_i``.
-
-    Parameters
-    ----------
-    x : ndarray of shape (N, d)
-    centers : ndarray of shape (K, d)
-    q : ndarray of shape (d, r), from :func:`gate_basis`
-
-    Returns
-    -------
-    psi : ndarray of shape (N, K (r + 1))
-    pi : ndarray of shape (N, K)
-    """
-    psi, pi = features_t(x, centers, q)
-    return psi.T, pi.T
-
-
 def features(x: np.ndarray, centers: np.ndarray, r: int) -> np.ndarray:
     """The ambient feature map (6.4), shape (N, K (d + 1)), written literally (used to
     check the reduced coordinates)."""

@@ -135,8 +135,7 @@ def fit_residual(truth: Mapping[str, np.ndarray], centers: np.ndarray) -> np.nda
     population sample (its mean square is ``rep`` up to round-off)."""
     x, f = population(truth)
     fit = population_fit(truth, centers)
-    psi, _ = features_t(x, centers, fit["q"])
-    return f - fit["beta"] @ psi
+    return f - feature_map(x, centers, fit["q"], fit["beta"])
 
 
 #: key -> (lexicographic order of the centres as first seen, their population fit)
