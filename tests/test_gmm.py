@@ -105,6 +105,36 @@ def crit(r: int) -> float:
 SMALL = {"K": 3, "d": 6, "separation": 2.5, "population_size": 20000, "fisher_size": 20000}
 
 
+# ---------------------------------------------------------------------------- matching
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 6, 7])
+def test_batched_matching_is_scipys_optimal_assignment(k):
+    """The enumeration of the K! relabellings (K <= 6; scipy beyond) finds the assignment
+    scipy's Hungarian algorithm finds, on continuous costs (no ties) and on the squared
+    distances of perturbed, relabelled centres; over more replicates than one block."""
+    from scipy.optimize import linear_sum_assignment
+
+    from twostage.groups import ENUMERATE_ROWS, PermutationGroup, assignment
+
+    rng = np.random.default_rng(k)
+    r = ENUMERATE_ROWS + 37
+    cost = rng.exponential(size=(r, k, k))
+    expected = np.array([linear_sum_assignment(c)[1] for c in cost]).reshape(r, k)
+    np.testing.assert_array_equal(assignment(cost), expected)
+    target = rng.standard_normal((k, 5))
+    perm = np.array([rng.permutation(k) for _ in range(r)])
+    rep = target[perm] + 0.3 * rng.standard_normal((r, k, 5))
+    aligned, g, dist = PermutationGroup.align(rep, target)
+    cost = np.sum((rep[:, :, None, :] - target[None, None]) ** 2, axis=-1)
+    for i in (0, 1, r - 1):
+        row, col = linear_sum_assignment(cost[i])
+        want = np.zeros((k, k))
+        want[col, row] = 1.0
+        np.testing.assert_array_equal(g[i], want)
+    np.testing.assert_array_equal(aligned, g @ rep)
+    np.testing.assert_allclose(dist, np.linalg.norm(aligned - target, axis=(-2, -1)))
+    assert assignment(np.zeros((0, k, k))).shape == (0, k)
+
+
 # ---------------------------------------------------------------------------- parameters
 def test_schema_rejects_bad_values():
     frag = fragment("gmm")
