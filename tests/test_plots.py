@@ -119,6 +119,50 @@ def test_log_tick_labels_are_plain_text(mathtext, plain):
     assert plots._plain_log_label(mathtext) == plain
 
 
+def _log_axes_figure():
+    """Three panels: log x over four decades (unlabelled minor ticks), log x within one
+    decade (labelled minor ticks), linear."""
+    fig, axes = plots.plt.subplots(1, 3, figsize=(9, 3))
+    axes[0].plot([1e2, 1e3, 1e4, 1e5], [0.16, 0.03, 0.02, 0.025], marker="o")
+    axes[0].set_xscale("log")
+    axes[1].plot([300, 900], [1.0, 2.0], marker="o")
+    axes[1].set_xscale("log")
+    axes[2].plot([0, 1], [1, 0])
+    return fig, axes
+
+
+def test_minor_ticks_that_draw_nothing_are_dropped_and_the_pixels_do_not_change():
+    """In the figures' style (no tick marks, major grid only) the unlabelled minor ticks of
+    a wide log axis are dropped; a narrow log axis keeps its labelled ones; the image is
+    the same, pixel for pixel, as with every minor tick kept. Where tick marks are drawn
+    (matplotlib's default style) no minor tick is dropped."""
+    from matplotlib.ticker import NullLocator
+
+    plots._backend()
+    images = []
+    with plots.sns.axes_style("whitegrid"):
+        for prune in (True, False):
+            fig, axes = _log_axes_figure()
+            if prune:
+                plots._tight_layout(fig)
+                assert isinstance(axes[0].xaxis.get_minor_locator(), NullLocator)
+                assert not isinstance(axes[1].xaxis.get_minor_locator(), NullLocator)
+                assert any(t.get_text() for t in axes[1].get_xticklabels(minor=True))
+            else:
+                plots._plain_log_labels(fig)
+                fig.tight_layout()
+                assert len(axes[0].xaxis.get_minorticklocs()) > 20
+            fig.canvas.draw()
+            images.append(np.asarray(fig.canvas.buffer_rgba()).copy())
+            plots.plt.close(fig)
+    np.testing.assert_array_equal(images[0], images[1])
+    with plots.plt.style.context("default"):
+        fig, axes = _log_axes_figure()
+        plots._tight_layout(fig)
+        assert not isinstance(axes[0].xaxis.get_minor_locator(), NullLocator)
+        plots.plt.close(fig)
+
+
 def test_log_and_symlog_axes_are_laid_out_without_mathtext():
     """After the layout no tick label of a log or symlog axis is mathtext, and each is
     matplotlib's own label rewritten (the same ticks and exponents)."""
