@@ -1,21 +1,37 @@
 #!/usr/bin/env python
 """The limit of Theorem 5.1 at a point: sigma^2 d_eff + ||L(Z)||^2 / alpha with the
 generalized chi-square weights computed numerically (V and G_L), and the case's closed
-forms (printed and corrected) alongside."""
+forms (printed and corrected) alongside. Several points at once: --point and --out
+repeated in pairs (the workflow computes a batch of points per job)."""
 
 from __future__ import annotations
 
 from twostage import cli
+from twostage.errors import ConfigError
 
 
 def main(argv=None) -> None:
     p = cli.parser("theory.py", __doc__)
-    cli.add_point_args(p)
-    p.add_argument("--out", type=cli.nc_path, required=True, help="output netCDF file")
+    cli.add_point_args(p, repeat=True)
+    p.add_argument(
+        "--out",
+        type=cli.nc_path,
+        action="append",
+        required=True,
+        help="output netCDF file; one per --point, in the same order",
+    )
     args = p.parse_args(argv)
+    points = cli.resolve_points(args)
+    if len(points) != len(args.out):
+        raise ConfigError(
+            f"{len(points)} point(s) and {len(args.out)} --out file(s) given; expected one "
+            "--out per --point, in the same order"
+        )
     from twostage import io, stages
 
-    io.write_dataset(stages.theory(cli.resolve_point(args)), args.out, "theory")
+    # all or nothing: the files are renamed into place once every limit is written
+    pairs = zip(points, args.out, strict=True)
+    io.write_datasets([(stages.theory(point), out, "theory") for point, out in pairs])
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import xarray as xr
-from conftest import ROOT, env, script
+from conftest import ROOT, env, load_nc, script
 
 from twostage import run_point
 from twostage.config import expand_study, load_config
@@ -271,3 +271,28 @@ def test_multi_file_outputs_are_all_or_nothing(tmp_path, monkeypatch):
     with pytest.raises(ZeroDivisionError):
         tables.write_table(Broken(), tmp_path / "t.csv")
     assert not (tmp_path / "t.csv").exists() and not (tmp_path / "t.tex").exists()
+
+
+def test_theory_of_several_points_in_one_job_equals_one_job_per_point(chain, tmp_path):
+    """theory.py with --point/--out repeated (a batch, as the workflow runs it) writes the
+    same limit for each point as a job of its own; a --point without its --out, or two
+    points onto one file, is refused before any work and writes nothing."""
+    _, point, f = chain
+    cfg = load_config(ROOT / "tests" / "configs" / "tiny.yaml")
+    other = expand_study("tiny", cfg["studies"]["tiny"])[1]
+    a, b = tmp_path / "a.nc", tmp_path / "b.nc"
+    res = script("theory", "--point", point.to_json(), "--out", str(a),
+                 "--point", other.to_json(), "--out", str(b))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    single = tmp_path / "single.nc"
+    assert script("theory", "--point", other.to_json(), "--out", str(single)).returncode == 0
+    for got, want in ((a, f["theory"]), (b, single)):
+        x, y = load_nc(got), load_nc(want)
+        xr.testing.assert_identical(x.drop_attrs(), y.drop_attrs())
+        assert x.attrs["point_id"] == y.attrs["point_id"]
+    c = tmp_path / "c.nc"
+    res = script("theory", "--point", point.to_json(), "--point", other.to_json(), "--out", str(c))
+    _fails_cleanly(res, c, "2 point(s) and 1 --out")
+    res = script("theory", "--point", point.to_json(), "--out", str(c),
+                 "--point", other.to_json(), "--out", str(c))  # fmt: skip
+    _fails_cleanly(res, c, "same file")

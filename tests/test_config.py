@@ -200,3 +200,31 @@ def test_auto_shard_size_follows_the_cost_model_and_target():
     )
     with pytest.raises(ConfigError, match="studies.s.shard_size"):
         validate_config(with_("studies.s.shard_size", "big"))
+
+
+def test_theory_batches_cut_the_grid_by_predicted_work():
+    """The limits of a study are computed by batches of consecutive points (grid order),
+    each of about target_job_seconds of predicted work (per_point_s per point, at least one
+    point per batch); every point lands in exactly one batch."""
+    from twostage.config import job_seconds
+    from twostage.costs import predict_theory, rule_cost, theory_batches
+
+    study = {**BASE["studies"]["s"], "grid": {"n": [100, 200, 300, 400, 500, 600, 700]}}
+    points = expand_study("s", study)
+    per = rule_cost(points[0], "theory")["per_point_s"]
+    assert per > 0
+    for target, sizes in (
+        (0.5 * per, [1] * 7),
+        (2.5 * per, [2, 2, 2, 1]),
+        (3.0 * per, [3, 3, 1]),
+        (100 * per, [7]),
+    ):
+        batches = theory_batches(points, target)
+        assert [len(b) for b in batches] == sizes, target
+        assert [p for b in batches for p in b] == points
+    assert job_seconds({"target_job_seconds": None}) == job_seconds({}) == 20.0
+    assert job_seconds({"target_job_seconds": None}, 60.0) == 60.0
+    assert job_seconds({"target_job_seconds": 7.0}, 60.0) == 7.0
+    seconds, mb = predict_theory(points[:3])
+    assert seconds == pytest.approx(rule_cost(points[0], "theory")["base_s"] + 3 * per)
+    assert mb == rule_cost(points[0], "theory")["base_mb"]

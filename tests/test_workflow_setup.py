@@ -4,6 +4,7 @@ default profile, a bad config stopping the run before any job, a theory-only swe
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -16,6 +17,10 @@ pytestmark = pytest.mark.workflow
 def test_dry_run_and_lint_are_clean(tmp_path):
     res = snakemake(tmp_path, "-n", "--configfile", str(ROOT / "config" / "config.yaml"))
     assert "simulate" in res.stdout
+    # one theory job per study: the limits of its points fit in one batch of the default
+    # target_job_seconds (twostage.costs.theory_batches)
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout + res.stderr, flags=re.M))
+    assert counts["theory"] == counts["risk"] == "4", counts
     lint = snakemake(
         tmp_path, "--lint", "--configfile", str(ROOT / "config" / "config.yaml"), check=False
     )

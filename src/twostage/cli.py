@@ -55,7 +55,11 @@ def check_paths(p: argparse.ArgumentParser, ns: argparse.Namespace) -> None:
     """Before any work: no output may be an input or another output (it would be
     overwritten), a file output may not be an existing directory, and every output's
     directory must be creatable and writable."""
-    outs = [(d, Path(v)) for d in OUTPUT_DESTS if (v := getattr(ns, d, None)) is not None]
+    outs = []
+    for dest in OUTPUT_DESTS:
+        value = getattr(ns, dest, None)
+        for v in value if isinstance(value, list) else [] if value is None else [value]:
+            outs.append((dest, Path(v)))
     ins = []
     for dest, value in vars(ns).items():
         if dest in OUTPUT_DESTS:
@@ -105,18 +109,36 @@ def suffix_path(suffix: str, what: str = "") -> Callable[[str], Path]:
 nc_path = suffix_path(".nc", "netCDF")
 
 
-def add_point_args(p: argparse.ArgumentParser) -> None:
+def add_point_args(p: argparse.ArgumentParser, repeat: bool = False) -> None:
+    """The point options; with ``repeat``, ``--point`` may be given several times (read by
+    :func:`resolve_points`)."""
     g = p.add_argument_group(
         "point",
         "which point to compute: --point JSON (as Snakemake passes it), or "
         "--config with --study and --point-id (by hand)",
     )
-    g.add_argument(
-        "--point", help="point description (JSON, as written in every output's 'point' attribute)"
-    )
+    what = "point description (JSON, as written in every output's 'point' attribute)"
+    if repeat:
+        g.add_argument("--point", action="append", help=f"{what}; repeat it for several points")
+    else:
+        g.add_argument("--point", help=what)
     g.add_argument("--config", type=Path, help="YAML configuration file")
     g.add_argument("--study", help="study name in --config")
     g.add_argument("--point-id", help="point id (12 hex digits); omit to list the study's points")
+
+
+def resolve_points(args: argparse.Namespace) -> list:
+    """:func:`resolve_point` for a repeatable ``--point`` (:func:`add_point_args` with
+    ``repeat``): every point given, in order."""
+    from .config import Point
+
+    texts = args.point or []
+    if len(texts) <= 1:
+        single = argparse.Namespace(**{**vars(args), "point": next(iter(texts), None)})
+        return [resolve_point(single)]
+    if args.config or args.study or args.point_id:
+        raise ConfigError("give either --point or --config/--study/--point-id, not both")
+    return [Point.from_json(text) for text in texts]
 
 
 def resolve_point(args: argparse.Namespace):  # noqa: ANN201

@@ -590,10 +590,7 @@ def expand_study(
         if study["shard_size"] == "auto" and point.replicates:
             from .costs import auto_shard_size
 
-            target = study["target_job_seconds"] or target_job_seconds
-            if target is None:
-                target = schema()["properties"]["target_job_seconds"]["default"]
-            size = auto_shard_size(point, float(target))
+            size = auto_shard_size(point, job_seconds(study, target_job_seconds))
             point = dataclasses.replace(point, shard_size=size)
         points.append(point)
     ids = [p.point_id for p in points]
@@ -615,6 +612,15 @@ def expand_study(
             f"{MAX_JOBS}: give a larger shard_size (or 'auto'), or fewer replicates or points"
         )
     return points
+
+
+def job_seconds(study: Mapping[str, Any], target_job_seconds: float | None = None) -> float:
+    """Seconds of work per job of a validated study: its ``target_job_seconds``, else the
+    run's (the top-level key, given as ``target_job_seconds``), else the schema's default."""
+    target = study.get("target_job_seconds") or target_job_seconds
+    if target is None:
+        target = schema()["properties"]["target_job_seconds"]["default"]
+    return float(target)
 
 
 def expand_config(config: Mapping[str, Any]) -> dict[str, list[Point]]:

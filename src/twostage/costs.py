@@ -1,12 +1,14 @@
 """The cost model of the stage jobs: seconds and megabytes per job, from the per-rule costs
 measured on the rules' ``benchmark:`` files (defaults in ``twostage/data/costs.yaml``,
 each case's own in ``twostage/cases/<case>/costs.yaml``). It sizes the shards of studies
-with ``shard_size: auto`` (about ``target_job_seconds`` of work per job) and the cluster
-resource requests of every rule (``workflow/rules/common.smk``)."""
+with ``shard_size: auto`` and the batches of points whose limits one theory job computes
+(about ``target_job_seconds`` of work per job), and the cluster resource requests of every
+rule (``workflow/rules/common.smk``)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -26,8 +28,9 @@ def _defaults() -> dict[str, Any]:
 
 
 def rule_cost(point: Any, rule: str) -> dict[str, float]:
-    """``base_s``, ``per_replicate_s``, ``base_mb``, ``per_replicate_mb`` of ``rule`` at a
-    point, the m- and d-dependent terms of the case's cost model applied."""
+    """``base_s``, ``per_replicate_s``, ``base_mb``, ``per_replicate_mb`` and ``per_point_s``
+    (the theory rule's seconds per point of its batch) of ``rule`` at a point, the m- and
+    d-dependent terms of the case's cost model applied."""
     from .cases import costs, get_case
 
     cost = {**_defaults()[rule], **costs(point.case).get(rule, {})}
@@ -45,6 +48,7 @@ def rule_cost(point: Any, rule: str) -> dict[str, float]:
         "per_replicate_s": float(per),
         "base_mb": float(cost["base_mb"]),
         "per_replicate_mb": float(mb),
+        "per_point_s": float(cost.get("per_point_s", 0.0)),
     }
 
 
@@ -55,6 +59,32 @@ def predict(point: Any, rule: str, replicates: int) -> tuple[float, float]:
         c["base_s"] + c["per_replicate_s"] * replicates,
         c["base_mb"] + c["per_replicate_mb"] * replicates,
     )
+
+
+def theory_batches(points: Sequence[Any], target_seconds: float) -> list[list[Any]]:
+    """A study's points (in grid order) cut into consecutive batches, each the points whose
+    limits one theory job computes: as many as fit in about ``target_seconds`` of predicted
+    work (``per_point_s`` each; at least one point per batch). A limit's own work (0.1-5 s)
+    is often below the ~1 s a job spends starting Python and importing scipy."""
+    batches: list[list[Any]] = []
+    work = 0.0
+    for point in points:
+        seconds = rule_cost(point, "theory")["per_point_s"]
+        if batches and work + seconds <= target_seconds:
+            batches[-1].append(point)
+            work += seconds
+        else:
+            batches.append([point])
+            work = seconds
+    return batches
+
+
+def predict_theory(points: Sequence[Any]) -> tuple[float, float]:
+    """Predicted (seconds, megabytes) of a theory job over a batch of points (one after the
+    other: the memory is the largest point's)."""
+    costs = [rule_cost(point, "theory") for point in points]
+    seconds = max(c["base_s"] for c in costs) + sum(c["per_point_s"] for c in costs)
+    return seconds, max(c["base_mb"] for c in costs)
 
 
 def _round_down(x: float) -> int:

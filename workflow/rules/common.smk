@@ -3,13 +3,14 @@
 import json
 import math
 import os
+import shlex
 from pathlib import Path
 
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-from twostage.config import expand_config, read_yaml, study_settings, validate_config
-from twostage.costs import predict
+from twostage.config import expand_config, job_seconds, read_yaml, study_settings, validate_config
+from twostage.costs import predict, predict_theory, theory_batches
 from twostage.errors import ConfigError
 from twostage.versions import versions, write_provenance
 from twostage.plots import FIGURES, FORMATS
@@ -30,6 +31,13 @@ validate(config, schema="../schemas/config.schema.yaml")
 POINTS = expand_config(_validated)
 POINT_INDEX = {(s, p.point_id): p for s, pts in POINTS.items() for p in pts}
 SETTINGS = {s: study_settings(st) for s, st in _validated["studies"].items()}
+# The limits of a study are computed by batches of consecutive points, one theory job each
+# (about target_job_seconds of work: a limit takes 0.1-5 s, starting Python and scipy ~1 s).
+THEORY_BATCHES = {
+    s: theory_batches(pts, job_seconds(_validated["studies"][s], _validated.get("target_job_seconds")))
+    for s, pts in POINTS.items()
+}
+LIMITS = "results/{study}/limits/batch{batch}"
 SCRIPTS = Path(workflow.basedir) / "scripts"
 SHARD = "results/{study}/points/{point}/shard{shard}"
 
@@ -38,6 +46,7 @@ wildcard_constraints:
     study=r"[A-Za-z][A-Za-z0-9_-]*",
     point=r"[0-9a-f]{12}",
     shard=r"\d+",
+    batch=r"\d+",
 
 
 def _point(wildcards):
@@ -74,10 +83,41 @@ def study_downstream(wildcards):
     ]
 
 
+def _batch(wildcards):
+    try:
+        return THEORY_BATCHES[wildcards.study][int(wildcards.batch)]
+    except (KeyError, IndexError):
+        raise WorkflowError(
+            f"no theory batch {wildcards.batch} in study {wildcards.study} of this config"
+        ) from None
+
+
+def _limit_file(study, batch, point):
+    """Where a theory job writes the limit of one point of its batch."""
+    return f"{LIMITS.format(study=study, batch=batch)}/{point.point_id}.nc"
+
+
+def theory_args(wildcards):
+    """The ``--point JSON --out FILE`` pairs of a theory batch (each point as its jobs see
+    it: Point.job_json)."""
+    return " ".join(
+        f"--point {shlex.quote(p.job_json())} --out {_limit_file(wildcards.study, wildcards.batch, p)}"
+        for p in _batch(wildcards)
+    )
+
+
 def study_theory(wildcards):
+    """The theory batches of a study (directories: the inputs of its aggregation)."""
+    n = len(THEORY_BATCHES[wildcards.study])
+    return [LIMITS.format(study=wildcards.study, batch=b) for b in range(n)]
+
+
+def study_limit_files(wildcards):
+    """The limit of every point of a study, in grid order (inside its batch directory)."""
     return [
-        f"results/{wildcards.study}/points/{p.point_id}/theory.nc"
-        for p in POINTS[wildcards.study]
+        _limit_file(wildcards.study, b, p)
+        for b, batch in enumerate(THEORY_BATCHES[wildcards.study])
+        for p in batch
     ]
 
 
@@ -201,6 +241,8 @@ SAFETY, MIN_RUNTIME = 3.0, 5
 
 
 def _need(rule, wildcards):
+    if hasattr(wildcards, "batch"):
+        return predict_theory(_batch(wildcards))
     if hasattr(wildcards, "shard"):
         point = _point(wildcards)
         start, stop = point.shard_range(int(wildcards.shard))

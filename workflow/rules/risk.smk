@@ -7,6 +7,7 @@ rule risk:
         theory="results/{study}/theory.nc",
     params:
         script=script("risk"),
+        theory=study_limit_files,
         p_var_tolerance=setting("p_var_tolerance"),
         ks_bootstrap=setting("ks_bootstrap"),
         flagged=setting("flagged"),
@@ -23,7 +24,7 @@ rule risk:
     conda:
         "../../envs/twostage.yaml"
     shell:
-        "python {params.script} --downstream {input.downstream} --theory {input.theory} "
+        "python {params.script} --downstream {input.downstream} --theory {params.theory} "
         "--p-var-tolerance {params.p_var_tolerance} --ks-bootstrap {params.ks_bootstrap} "
         "--flagged {params.flagged} --regime-tolerance {params.regime_tolerance} "
         "--replicates {params.replicates} "

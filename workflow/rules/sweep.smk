@@ -8,6 +8,7 @@ rule sweep:
         "results/{study}/sweep.nc",
     params:
         script=script("sweep"),
+        theory=study_limit_files,
         fit=sweep_fit,
         x=sweep_x_arg,
     resources:
@@ -21,7 +22,7 @@ rule sweep:
     conda:
         "../../envs/twostage.yaml"
     shell:
-        "python {params.script} --theory {input.theory} --fit {params.fit} {params.x} "
+        "python {params.script} --theory {params.theory} --fit {params.fit} {params.x} "
         "--out {output} > {log} 2>&1"
 
 
