@@ -1,6 +1,8 @@
 #!/usr/bin/env python
 """Stage 4: min-norm OLS on the pre-trained features and the exact conditional risk
-decomposition n(R - sigma^2) = n Rep + n Leak + n Var per replicate (Prop. B.1)."""
+decomposition n(R - sigma^2) = n Rep + n Leak + n Var per replicate (Prop. B.1). Several
+shards at once: --align, --simulate and --out repeated together (the workflow runs a batch
+of shards per job)."""
 
 from __future__ import annotations
 
@@ -11,22 +13,28 @@ from twostage import cli
 
 def main(argv=None) -> None:
     p = cli.parser("downstream.py", __doc__)
-    p.add_argument("--align", type=Path, required=True, help="align.nc of a shard")
-    p.add_argument("--simulate", type=Path, required=True, help="simulate.nc of the same shard")
-    p.add_argument("--out", type=cli.nc_path, required=True, help="output netCDF file")
+    p.add_argument("--align", type=Path, action="append", required=True,
+                   help="align.nc of a shard")  # fmt: skip
+    p.add_argument("--simulate", type=Path, action="append", required=True,
+                   help="simulate.nc of the same shard")  # fmt: skip
+    cli.add_outputs(p, "--align")
     args = p.parse_args(argv)
+    items = cli.together(
+        ("--align", args.align), ("--simulate", args.simulate), ("--out", args.out)
+    )
+    cli.check_inputs([*args.align, *args.simulate])
     from twostage import io, stages
+    from twostage.errors import InputFileError
 
-    al = io.read_shard(args.align, "align")
-    sim = io.read_shard(args.simulate, "simulate")
-    if not stages.same_shard(al, sim):
-        from twostage.errors import InputFileError
-
-        raise InputFileError(
-            f"--simulate {args.simulate} and --align {args.align} belong to different points "
-            "or replicate ranges; expected the files of one shard"
-        )
-    io.write_dataset(stages.downstream(al, sim), args.out, "downstream")
+    for align, simulate, out in items:
+        al = io.read_shard(align, "align")
+        sim = io.read_shard(simulate, "simulate")
+        if not stages.same_shard(al, sim):
+            raise InputFileError(
+                f"--simulate {simulate} and --align {align} belong to different points "
+                "or replicate ranges; expected the files of one shard"
+            )
+        io.write_dataset(stages.downstream(al, sim), out, "downstream")
 
 
 if __name__ == "__main__":

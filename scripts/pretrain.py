@@ -1,5 +1,7 @@
 #!/usr/bin/env python
-"""Stage 2: pre-training estimation (the stage-1 M-estimator) for every replicate."""
+"""Stage 2: pre-training estimation (the stage-1 M-estimator) for every replicate. Several
+shards at once: --in and --out repeated in pairs (the workflow runs a batch of shards per
+job)."""
 
 from __future__ import annotations
 
@@ -10,12 +12,16 @@ from twostage import cli
 
 def main(argv=None) -> None:
     p = cli.parser("pretrain.py", __doc__)
-    p.add_argument("--in", dest="inp", type=Path, required=True, help="simulate.nc of a shard")
-    p.add_argument("--out", type=cli.nc_path, required=True, help="output netCDF file")
+    p.add_argument("--in", dest="inp", type=Path, action="append", required=True,
+                   help="simulate.nc of a shard")  # fmt: skip
+    cli.add_outputs(p, "--in")
     args = p.parse_args(argv)
+    items = cli.together(("--in", args.inp), ("--out", args.out))
+    cli.check_inputs(args.inp)
     from twostage import io, stages
 
-    io.write_dataset(stages.pretrain(io.read_shard(args.inp, "simulate")), args.out, "pretrain")
+    for inp, out in items:
+        io.write_dataset(stages.pretrain(io.read_shard(inp, "simulate")), out, "pretrain")
 
 
 if __name__ == "__main__":

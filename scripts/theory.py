@@ -13,19 +13,13 @@ from twostage.errors import ConfigError
 def main(argv=None) -> None:
     p = cli.parser("theory.py", __doc__)
     cli.add_point_args(p, repeat=True)
-    p.add_argument(
-        "--out",
-        type=cli.nc_path,
-        action="append",
-        required=True,
-        help="output netCDF file; one per --point, in the same order",
-    )
+    cli.add_outputs(p, "--point")
     args = p.parse_args(argv)
     points = cli.resolve_points(args)
     if len(points) != len(args.out):
         raise ConfigError(
-            f"{len(points)} point(s) and {len(args.out)} --out file(s) given; expected one "
-            "--out per --point, in the same order"
+            f"{len(points)} --point and {len(args.out)} --out given; expected --point, --out "
+            "once per item, in the same order"
         )
     from twostage import io, stages
 

@@ -292,7 +292,54 @@ def test_theory_of_several_points_in_one_job_equals_one_job_per_point(chain, tmp
         assert x.attrs["point_id"] == y.attrs["point_id"]
     c = tmp_path / "c.nc"
     res = script("theory", "--point", point.to_json(), "--point", other.to_json(), "--out", str(c))
-    _fails_cleanly(res, c, "2 point(s) and 1 --out")
+    _fails_cleanly(res, c, "2 --point and 1 --out given")
     res = script("theory", "--point", point.to_json(), "--out", str(c),
                  "--point", other.to_json(), "--out", str(c))  # fmt: skip
     _fails_cleanly(res, c, "same file")
+
+
+def test_stage_jobs_over_a_batch_of_shards_equal_one_job_per_shard(chain, tmp_path):
+    """Each shard stage with its options repeated (a batch of shards, as the workflow runs
+    them) writes for each shard what a job of its own writes; an option given more or
+    fewer times than the others is refused before any work, and nothing is written."""
+    _, point, f = chain
+    cfg = load_config(ROOT / "tests" / "configs" / "tiny.yaml")
+    other = expand_study("tiny", cfg["studies"]["tiny"])[1]
+    b = {s: [tmp_path / f"{s}{i}.nc" for i in (0, 1)] for s in f if s != "theory"}
+
+    def run(name, *args):
+        res = script(name, *args)
+        assert res.returncode == 0, (name, res.stderr)
+
+    run("simulate", *[a for q, o in zip((point, other), b["simulate"], strict=True)
+                      for a in ("--point", q.to_json(), "--out", str(o))])  # fmt: skip
+    for stage, before in (("pretrain", "simulate"), ("align", "pretrain")):
+        pairs = [("--in", str(b[before][i]), "--out", str(b[stage][i])) for i in (0, 1)]
+        run(stage, *[a for pair in pairs for a in pair])
+    run("downstream", *[a for i in (0, 1) for a in ("--align", str(b["align"][i]), "--simulate",
+        str(b["simulate"][i]), "--out", str(b["downstream"][i]))])  # fmt: skip
+    for stage in b:  # the first shard of the batch: the chain's own files, bit for bit
+        got, want = load_nc(b[stage][0]), load_nc(f[stage])
+        xr.testing.assert_identical(got.drop_attrs(), want.drop_attrs())
+    solo = {s: tmp_path / f"solo_{s}.nc" for s in b}
+    run("simulate", "--point", other.to_json(), "--out", str(solo["simulate"]))
+    run("pretrain", "--in", str(solo["simulate"]), "--out", str(solo["pretrain"]))
+    run("align", "--in", str(solo["pretrain"]), "--out", str(solo["align"]))
+    run("downstream", "--align", str(solo["align"]), "--simulate", str(solo["simulate"]),
+        "--out", str(solo["downstream"]))  # fmt: skip
+    for stage in b:  # the second: what a job of its own writes
+        got, want = load_nc(b[stage][1]), load_nc(solo[stage])
+        xr.testing.assert_identical(got.drop_attrs(), want.drop_attrs())
+    c = tmp_path / "c.nc"
+    res = script("pretrain", "--in", str(b["simulate"][0]), "--in", str(b["simulate"][1]),
+                 "--out", str(c))  # fmt: skip
+    _fails_cleanly(res, c, "2 --in and 1 --out given")
+    d = str(tmp_path / "d.nc")
+    res = script("simulate", "--point", point.to_json(), "--point", other.to_json(),
+                 "--replicates", "0:10", "--out", str(c), "--out", d)  # fmt: skip
+    _fails_cleanly(res, c, "2 --point and 1 --replicates and 2 --out given")
+    assert not (tmp_path / "d.nc").exists()
+    res = script("downstream", "--align", str(b["align"][0]), "--align", str(b["align"][1]),
+                 "--simulate", str(b["simulate"][1]), "--simulate", str(b["simulate"][0]),
+                 "--out", str(c), "--out", str(tmp_path / "d.nc"))  # fmt: skip
+    assert res.returncode != 0 and "different points" in res.stderr

@@ -228,3 +228,34 @@ def test_theory_batches_cut_the_grid_by_predicted_work():
     seconds, mb = predict_theory(points[:3])
     assert seconds == pytest.approx(rule_cost(points[0], "theory")["base_s"] + 3 * per)
     assert mb == rule_cost(points[0], "theory")["base_mb"]
+
+
+def test_shard_batches_group_cheap_shards_by_shard_index():
+    """The stage jobs run by batches of shards: shard index by shard index (so that raising
+    replicates adds batches and keeps the others), consecutive points in grid order, as
+    many as fit in target_job_seconds of predicted work of the costliest stage; a job's
+    prediction is one start-up plus each shard's work, its memory the largest shard's."""
+    from twostage.costs import SHARD_RULES, predict, predict_shards, rule_cost, shard_batches
+
+    study = {**BASE["studies"]["s"], "replicates": 60, "shard_size": 25,
+             "grid": {"n": [100, 200, 300]}}  # fmt: skip
+    points = expand_study("s", study)
+    work = max(rule_cost(points[0], r)["per_replicate_s"] for r in SHARD_RULES) * 25
+    big = shard_batches(points, 100 * work)
+    assert [[(p.n, s) for p, s in b] for b in big] == [
+        [(100, s), (200, s), (300, s)] for s in (0, 1, 2)
+    ]
+    assert [len(b) for b in shard_batches(points, 2.5 * work)] == [2, 1, 2, 1, 3]
+    assert [len(b) for b in shard_batches(points, 0.5 * work)] == [1] * 9
+    more = expand_study("s", {**study, "replicates": 100})  # shard 2 grows, shard 3 is new
+
+    def ids(batches):
+        return [[(p.point_id, s, p.shard_range(s)) for p, s in b] for b in batches]
+
+    assert ids(shard_batches(more, 100 * work))[:2] == ids(big)[:2]
+    assert len(shard_batches(more, 100 * work)) == 4
+    seconds, mb = predict_shards("simulate", [(points[0], 25), (points[1], 10)])
+    base = rule_cost(points[0], "simulate")["base_s"]
+    want = predict(points[0], "simulate", 25)[0] + predict(points[1], "simulate", 10)[0] - base
+    assert seconds == pytest.approx(want)
+    assert mb == predict(points[0], "simulate", 25)[1]

@@ -67,8 +67,8 @@ def test_every_stage_runs_as_a_slurm_job_with_identical_results(tmp_path, local_
     res = snakemake(tmp_path, *SLURM, "--configfile", str(_config(tmp_path)))
     subs = _submissions(res.stdout + res.stderr)
     kinds = {what for _, what in subs}
-    # one job per shard chain (1 point x 2 shards), one theory per point, risk, plot, and
-    # the run's errata table (provenance is a local rule)
+    # one job per batch of shards (1 point x 2 shards: a batch per shard index), one theory
+    # job, risk, plot, and the run's errata table (provenance is a local rule)
     assert kinds == {
         "group_shard_align_downstream_pretrain_simulate",
         "rule_theory",

@@ -124,7 +124,7 @@ def _shard_outputs(results: Path) -> list[Path]:
     return [
         p
         for stage in ("pretrain", "align", "downstream")
-        for p in results.glob(f"*/points/*/shard*/{stage}.nc")
+        for p in results.glob(f"*/shards/batch*/{stage}/*.nc")
     ]
 
 
@@ -233,7 +233,7 @@ def test_adding_replicates_reruns_only_the_new_shards(tmp_path):
     config = _config(tmp_path / "study.yaml")
     snakemake(tmp_path, "results/tiny/risk.nc", "--configfile", str(config))
     old = load_nc(tmp_path / "results/tiny/risk.nc")
-    kept = sorted((tmp_path / "results/tiny/points").rglob("*.nc"))
+    kept = sorted((tmp_path / "results/tiny/shards").rglob("*.nc"))
     kept += sorted((tmp_path / "results/tiny/limits").rglob("*.nc"))
     assert len(kept) == 2 * 4 + 1  # two shards of four stages, and the point's limit
     stamps = {p: p.stat().st_mtime_ns for p in kept}

@@ -127,6 +127,38 @@ def add_point_args(p: argparse.ArgumentParser, repeat: bool = False) -> None:
     g.add_argument("--point-id", help="point id (12 hex digits); omit to list the study's points")
 
 
+def add_outputs(p: argparse.ArgumentParser, per: str) -> None:
+    """``--out``, repeatable: one output netCDF file per item (each ``per`` option)."""
+    p.add_argument(
+        "--out",
+        type=nc_path,
+        action="append",
+        required=True,
+        help=f"output netCDF file; one per {per}, in the same order",
+    )
+
+
+def together(*options: tuple[str, Sequence]) -> list[tuple]:
+    """The values of repeated options taken together in order, one tuple per item (a stage
+    job over a batch of shards gets ``--in F --out G`` once per shard): ``options`` are
+    ``(flag, values)`` pairs; a ConfigError unless every option has as many values."""
+    counts = {len(values) for _, values in options}
+    if len(counts) != 1:
+        given = " and ".join(f"{len(values)} {flag}" for flag, values in options)
+        flags = ", ".join(flag for flag, _ in options)
+        raise ConfigError(f"{given} given; expected {flags} once per item, in the same order")
+    return list(zip(*(values for _, values in options), strict=True))
+
+
+def check_inputs(paths: Sequence[Path]) -> None:
+    """Before any work: every input file exists (a job over a batch of shards reads them
+    one after the other)."""
+    from .io import check_input
+
+    for path in paths:
+        check_input(path)
+
+
 def resolve_points(args: argparse.Namespace) -> list:
     """:func:`resolve_point` for a repeatable ``--point`` (:func:`add_point_args` with
     ``repeat``): every point given, in order."""

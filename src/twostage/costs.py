@@ -61,6 +61,44 @@ def predict(point: Any, rule: str, replicates: int) -> tuple[float, float]:
     )
 
 
+def shard_batches(points: Sequence[Any], target_seconds: float) -> list[list[tuple[Any, int]]]:
+    """A study's shards cut into batches, each the ``(point, shard)`` pairs whose stage jobs
+    run as one job per stage: shard index by shard index (every point's shard 0, then
+    shard 1, ...: raising ``replicates`` adds batches and leaves the others as they were),
+    consecutive points in grid order, as many as fit in about ``target_seconds`` of
+    predicted work of the costliest stage (at least one shard per batch). With
+    ``shard_size: auto`` a shard is already about ``target_seconds`` of work, so a batch is
+    one shard; small fixed shards of cheap points share a job and its ~0.5 s of start-up."""
+    batches: list[list[tuple[Any, int]]] = []
+    for shard in range(max((p.n_shards for p in points), default=0)):
+        work, current = 0.0, None
+        for point in points:
+            if shard >= point.n_shards:
+                continue
+            start, stop = point.shard_range(shard)
+            seconds = max(
+                rule_cost(point, rule)["per_replicate_s"] * (stop - start) for rule in SHARD_RULES
+            )
+            if current is not None and work + seconds <= target_seconds:
+                current.append((point, shard))
+                work += seconds
+            else:
+                current = [(point, shard)]
+                batches.append(current)
+                work = seconds
+    return batches
+
+
+def predict_shards(rule: str, items: Sequence[tuple[Any, int]]) -> tuple[float, float]:
+    """Predicted (seconds, megabytes) of a stage job over a batch of ``(point, replicates)``
+    items, processed one after the other (the memory is the largest item's)."""
+    needs = [
+        (predict(point, rule, reps), rule_cost(point, rule)["base_s"]) for point, reps in items
+    ]
+    seconds = max(base for _, base in needs) + sum(s - base for (s, _), base in needs)
+    return seconds, max(mb for (_, mb), _ in needs)
+
+
 def theory_batches(points: Sequence[Any], target_seconds: float) -> list[list[Any]]:
     """A study's points (in grid order) cut into consecutive batches, each the points whose
     limits one theory job computes: as many as fit in about ``target_seconds`` of predicted

@@ -163,13 +163,19 @@ def read_shard(path: str | os.PathLike, stage: str | Iterable[str] | None = None
     return _read(path, stage, read_frame)
 
 
-def _read(path: str | os.PathLike, stage: str | Iterable[str] | None, load):  # noqa: ANN202
+def check_input(path: str | os.PathLike) -> None:
+    """InputFileError unless ``path`` is an existing file (not a directory)."""
     path = Path(path)
-    expected = (stage,) if isinstance(stage, str) else tuple(stage or ())
     if path.is_dir():
         raise InputFileError(f"input file {path} is a directory; expected a netCDF file")
     if not path.is_file():
         raise InputFileError(f"input file {path} does not exist")
+
+
+def _read(path: str | os.PathLike, stage: str | Iterable[str] | None, load):  # noqa: ANN202
+    path = Path(path)
+    expected = (stage,) if isinstance(stage, str) else tuple(stage or ())
+    check_input(path)
     try:
         ds = load(path)
     except Exception as exc:  # h5py/xarray raise many types for a corrupt file

@@ -1,10 +1,11 @@
 rule align:
     input:
-        f"{SHARD}/pretrain.nc",
+        f"{SHARDS}/pretrain",
     output:
-        f"{SHARD}/align.nc",
+        directory(f"{SHARDS}/align"),
     params:
         script=script("align"),
+        args=stage_args("align"),
     group:
         "shard"
     resources:
@@ -12,10 +13,10 @@ rule align:
         mem_mb=memory_mb("align"),
         cpus_per_task=1,
     log:
-        "results/{study}/logs/align/{point}-{shard}.log",
+        "results/{study}/logs/align/batch{batch}.log",
     benchmark:
-        "results/{study}/benchmarks/align/{point}-{shard}.tsv"
+        "results/{study}/benchmarks/align/batch{batch}.tsv"
     conda:
         "../../envs/twostage.yaml"
     shell:
-        "python {params.script} --in {input} --out {output} > {log} 2>&1"
+        "python {params.script} {params.args} > {log} 2>&1"

@@ -10,7 +10,7 @@ from snakemake.logging import logger
 from snakemake.utils import validate
 
 from twostage.config import expand_config, job_seconds, read_yaml, study_settings, validate_config
-from twostage.costs import predict, predict_theory, theory_batches
+from twostage.costs import predict, predict_shards, predict_theory, shard_batches, theory_batches
 from twostage.errors import ConfigError
 from twostage.versions import versions, write_provenance
 from twostage.plots import FIGURES, FORMATS
@@ -29,39 +29,22 @@ except ConfigError as exc:
 validate(config, schema="../schemas/config.schema.yaml")
 
 POINTS = expand_config(_validated)
-POINT_INDEX = {(s, p.point_id): p for s, pts in POINTS.items() for p in pts}
 SETTINGS = {s: study_settings(st) for s, st in _validated["studies"].items()}
 # The limits of a study are computed by batches of consecutive points, one theory job each
 # (about target_job_seconds of work: a limit takes 0.1-5 s, starting Python and scipy ~1 s).
-THEORY_BATCHES = {
-    s: theory_batches(pts, job_seconds(_validated["studies"][s], _validated.get("target_job_seconds")))
-    for s, pts in POINTS.items()
-}
+# The same for the shards: the four stage jobs of a batch of shards (every shard of a small
+# study's cheap points at once; one shard where shards are sized by cost) run as one job each.
+_SECONDS = {s: job_seconds(st, _validated.get("target_job_seconds")) for s, st in _validated["studies"].items()}
+THEORY_BATCHES = {s: theory_batches(pts, _SECONDS[s]) for s, pts in POINTS.items()}
+SHARD_BATCHES = {s: shard_batches(pts, _SECONDS[s]) for s, pts in POINTS.items()}
 LIMITS = "results/{study}/limits/batch{batch}"
+SHARDS = "results/{study}/shards/batch{batch}"
 SCRIPTS = Path(workflow.basedir) / "scripts"
-SHARD = "results/{study}/points/{point}/shard{shard}"
 
 
 wildcard_constraints:
     study=r"[A-Za-z][A-Za-z0-9_-]*",
-    point=r"[0-9a-f]{12}",
-    shard=r"\d+",
     batch=r"\d+",
-
-
-def _point(wildcards):
-    try:
-        return POINT_INDEX[(wildcards.study, wildcards.point)]
-    except KeyError:
-        raise WorkflowError(
-            f"no point {wildcards.point} in study {wildcards.study} of this config"
-        ) from None
-
-
-def point_json(wildcards):
-    """The point as its jobs see it: without the replicate count of a Monte Carlo study,
-    so that raising `replicates` reruns only the new shards (Point.job_json)."""
-    return _point(wildcards).job_json()
 
 
 def study_replicates(wildcards):
@@ -70,16 +53,66 @@ def study_replicates(wildcards):
     return count
 
 
-def replicate_range(wildcards):
-    start, stop = _point(wildcards).shard_range(int(wildcards.shard))
-    return f"{start}:{stop}"
+def _shard_batch(wildcards):
+    try:
+        return SHARD_BATCHES[wildcards.study][int(wildcards.batch)]
+    except (KeyError, IndexError):
+        raise WorkflowError(
+            f"no batch of shards {wildcards.batch} in study {wildcards.study} of this config"
+        ) from None
 
 
-def study_downstream(wildcards):
+def _shard_file(study, batch, stage, point, shard):
+    """Where the job of ``stage`` over a batch of shards writes one shard's file."""
+    return f"{SHARDS.format(study=study, batch=batch)}/{stage}/{point.point_id}-{shard}.nc"
+
+
+def stage_args(stage):
+    """A params function: the options of ``stage``'s job over a batch of shards, repeated
+    once per shard (each point as its jobs see it: Point.job_json, without the replicate
+    count of a Monte Carlo study, so that raising it reruns only the new shards)."""
+
+    def args(wildcards):
+        def f(kind, point, shard):
+            return _shard_file(wildcards.study, wildcards.batch, kind, point, shard)
+
+        parts = []
+        for p, s in _shard_batch(wildcards):
+            if stage == "simulate":
+                start, stop = p.shard_range(s)
+                parts.append(
+                    f"--point {shlex.quote(p.job_json())} --replicates {start}:{stop} "
+                    f"--out {f('simulate', p, s)}"
+                )
+            elif stage == "downstream":
+                parts.append(
+                    f"--align {f('align', p, s)} --simulate {f('simulate', p, s)} "
+                    f"--out {f('downstream', p, s)}"
+                )
+            else:
+                before = {"pretrain": "simulate", "align": "pretrain"}[stage]
+                parts.append(f"--in {f(before, p, s)} --out {f(stage, p, s)}")
+        return " ".join(parts)
+
+    return args
+
+
+def study_shards(stage):
+    """An input function: the directories of ``stage`` of every batch of a study's shards."""
+
+    def dirs(wildcards):
+        n = len(SHARD_BATCHES[wildcards.study])
+        return [f"{SHARDS.format(study=wildcards.study, batch=b)}/{stage}" for b in range(n)]
+
+    return dirs
+
+
+def study_downstream_files(wildcards):
+    """The downstream file of every shard of a study (inside its batch's directory)."""
     return [
-        f"results/{wildcards.study}/points/{p.point_id}/shard{s}/downstream.nc"
-        for p in POINTS[wildcards.study]
-        for s in range(p.n_shards)
+        _shard_file(wildcards.study, b, "downstream", p, s)
+        for b, batch in enumerate(SHARD_BATCHES[wildcards.study])
+        for p, s in batch
     ]
 
 
@@ -241,14 +274,12 @@ SAFETY, MIN_RUNTIME = 3.0, 5
 
 
 def _need(rule, wildcards):
-    if hasattr(wildcards, "batch"):
+    limits = rule == "theory"  # not in an if-line, which Snakemake's linter reads as a rule
+    if limits:
         return predict_theory(_batch(wildcards))
-    if hasattr(wildcards, "shard"):
-        point = _point(wildcards)
-        start, stop = point.shard_range(int(wildcards.shard))
-        return predict(point, rule, stop - start)
-    if hasattr(wildcards, "point"):
-        return predict(_point(wildcards), rule, 0)
+    if hasattr(wildcards, "batch"):
+        ranges = [(p, p.shard_range(s)) for p, s in _shard_batch(wildcards)]
+        return predict_shards(rule, [(p, stop - start) for p, (start, stop) in ranges])
     # study-level rules see every replicate of every point
     points = POINTS[wildcards.study]
     return predict(points[0], rule, sum(p.replicates for p in points))

@@ -1,11 +1,12 @@
 rule downstream:
     input:
-        align=f"{SHARD}/align.nc",
-        simulate=f"{SHARD}/simulate.nc",
+        align=f"{SHARDS}/align",
+        simulate=f"{SHARDS}/simulate",
     output:
-        f"{SHARD}/downstream.nc",
+        directory(f"{SHARDS}/downstream"),
     params:
         script=script("downstream"),
+        args=stage_args("downstream"),
     group:
         "shard"
     resources:
@@ -13,11 +14,10 @@ rule downstream:
         mem_mb=memory_mb("downstream"),
         cpus_per_task=1,
     log:
-        "results/{study}/logs/downstream/{point}-{shard}.log",
+        "results/{study}/logs/downstream/batch{batch}.log",
     benchmark:
-        "results/{study}/benchmarks/downstream/{point}-{shard}.tsv"
+        "results/{study}/benchmarks/downstream/batch{batch}.tsv"
     conda:
         "../../envs/twostage.yaml"
     shell:
-        "python {params.script} --align {input.align} --simulate {input.simulate} "
-        "--out {output} > {log} 2>&1"
+        "python {params.script} {params.args} > {log} 2>&1"

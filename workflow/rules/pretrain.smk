@@ -1,10 +1,11 @@
 rule pretrain:
     input:
-        f"{SHARD}/simulate.nc",
+        f"{SHARDS}/simulate",
     output:
-        f"{SHARD}/pretrain.nc",
+        directory(f"{SHARDS}/pretrain"),
     params:
         script=script("pretrain"),
+        args=stage_args("pretrain"),
     group:
         "shard"
     resources:
@@ -12,10 +13,10 @@ rule pretrain:
         mem_mb=memory_mb("pretrain"),
         cpus_per_task=1,
     log:
-        "results/{study}/logs/pretrain/{point}-{shard}.log",
+        "results/{study}/logs/pretrain/batch{batch}.log",
     benchmark:
-        "results/{study}/benchmarks/pretrain/{point}-{shard}.tsv"
+        "results/{study}/benchmarks/pretrain/batch{batch}.tsv"
     conda:
         "../../envs/twostage.yaml"
     shell:
-        "python {params.script} --in {input} --out {output} > {log} 2>&1"
+        "python {params.script} {params.args} > {log} 2>&1"

@@ -1,6 +1,6 @@
 rule risk:
     input:
-        downstream=study_downstream,
+        downstream=study_shards("downstream"),
         theory=study_theory,
     output:
         risk="results/{study}/risk.nc",
@@ -8,6 +8,7 @@ rule risk:
     params:
         script=script("risk"),
         theory=study_limit_files,
+        downstream=study_downstream_files,
         p_var_tolerance=setting("p_var_tolerance"),
         ks_bootstrap=setting("ks_bootstrap"),
         flagged=setting("flagged"),
@@ -24,7 +25,7 @@ rule risk:
     conda:
         "../../envs/twostage.yaml"
     shell:
-        "python {params.script} --downstream {input.downstream} --theory {params.theory} "
+        "python {params.script} --downstream {params.downstream} --theory {params.theory} "
         "--p-var-tolerance {params.p_var_tolerance} --ks-bootstrap {params.ks_bootstrap} "
         "--flagged {params.flagged} --regime-tolerance {params.regime_tolerance} "
         "--replicates {params.replicates} "

@@ -1,10 +1,12 @@
+# One job per batch of shards (SHARD_BATCHES): <stage>/<point>-<shard>.nc for each shard.
+
+
 rule simulate:
     output:
-        f"{SHARD}/simulate.nc",
+        directory(f"{SHARDS}/simulate"),
     params:
         script=script("simulate"),
-        point=point_json,
-        replicates=replicate_range,
+        args=stage_args("simulate"),
     group:
         "shard"
     resources:
@@ -12,11 +14,10 @@ rule simulate:
         mem_mb=memory_mb("simulate"),
         cpus_per_task=1,
     log:
-        "results/{study}/logs/simulate/{point}-{shard}.log",
+        "results/{study}/logs/simulate/batch{batch}.log",
     benchmark:
-        "results/{study}/benchmarks/simulate/{point}-{shard}.tsv"
+        "results/{study}/benchmarks/simulate/batch{batch}.tsv"
     conda:
         "../../envs/twostage.yaml"
     shell:
-        "python {params.script} --point {params.point:q} "
-        "--replicates {params.replicates} --out {output} > {log} 2>&1"
+        "python {params.script} {params.args} > {log} 2>&1"
