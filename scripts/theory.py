@@ -7,7 +7,6 @@ repeated in pairs (the workflow computes a batch of points per job)."""
 from __future__ import annotations
 
 from twostage import cli
-from twostage.errors import ConfigError
 
 
 def main(argv=None) -> None:
@@ -15,17 +14,11 @@ def main(argv=None) -> None:
     cli.add_point_args(p, repeat=True)
     cli.add_outputs(p, "--point")
     args = p.parse_args(argv)
-    points = cli.resolve_points(args)
-    if len(points) != len(args.out):
-        raise ConfigError(
-            f"{len(points)} --point and {len(args.out)} --out given; expected --point, --out "
-            "once per item, in the same order"
-        )
+    items = cli.together(("--point", cli.resolve_points(args)), ("--out", args.out))
     from twostage import io, stages
 
     # all or nothing: the files are renamed into place once every limit is written
-    pairs = zip(points, args.out, strict=True)
-    io.write_datasets([(stages.theory(point), out, "theory") for point, out in pairs])
+    io.write_datasets([(stages.theory(point), out, "theory") for point, out in items])
 
 
 if __name__ == "__main__":

@@ -58,8 +58,8 @@ def check_paths(p: argparse.ArgumentParser, ns: argparse.Namespace) -> None:
     outs = []
     for dest in OUTPUT_DESTS:
         value = getattr(ns, dest, None)
-        for v in value if isinstance(value, list) else [] if value is None else [value]:
-            outs.append((dest, Path(v)))
+        if value is not None:  # a repeatable output (action="append") is a list
+            outs += [(dest, Path(v)) for v in (value if isinstance(value, list) else [value])]
     ins = []
     for dest, value in vars(ns).items():
         if dest in OUTPUT_DESTS:

@@ -61,6 +61,30 @@ def predict(point: Any, rule: str, replicates: int) -> tuple[float, float]:
     )
 
 
+def _pack(items: Sequence[Any], seconds: Any, target_seconds: float) -> list[list[Any]]:
+    """``items`` cut into runs of consecutive items, each as many as fit in about
+    ``target_seconds`` of predicted work (``seconds(item)`` each; at least one per run)."""
+    runs: list[list[Any]] = []
+    work = 0.0
+    for item in items:
+        cost = seconds(item)
+        if runs and work + cost <= target_seconds:
+            runs[-1].append(item)
+            work += cost
+        else:
+            runs.append([item])
+            work = cost
+    return runs
+
+
+def _shard_work(item: tuple[Any, int]) -> float:
+    """Predicted work of the costliest stage on one shard ``(point, shard)``, start-up
+    excluded."""
+    point, shard = item
+    start, stop = point.shard_range(shard)
+    return max(rule_cost(point, rule)["per_replicate_s"] * (stop - start) for rule in SHARD_RULES)
+
+
 def shard_batches(points: Sequence[Any], target_seconds: float) -> list[list[tuple[Any, int]]]:
     """A study's shards cut into batches, each the ``(point, shard)`` pairs whose stage jobs
     run as one job per stage: shard index by shard index (every point's shard 0, then
@@ -71,21 +95,8 @@ def shard_batches(points: Sequence[Any], target_seconds: float) -> list[list[tup
     one shard; small fixed shards of cheap points share a job and its ~0.5 s of start-up."""
     batches: list[list[tuple[Any, int]]] = []
     for shard in range(max((p.n_shards for p in points), default=0)):
-        work, current = 0.0, None
-        for point in points:
-            if shard >= point.n_shards:
-                continue
-            start, stop = point.shard_range(shard)
-            seconds = max(
-                rule_cost(point, rule)["per_replicate_s"] * (stop - start) for rule in SHARD_RULES
-            )
-            if current is not None and work + seconds <= target_seconds:
-                current.append((point, shard))
-                work += seconds
-            else:
-                current = [(point, shard)]
-                batches.append(current)
-                work = seconds
+        items = [(point, shard) for point in points if shard < point.n_shards]
+        batches += _pack(items, _shard_work, target_seconds)
     return batches
 
 
@@ -104,17 +115,7 @@ def theory_batches(points: Sequence[Any], target_seconds: float) -> list[list[An
     limits one theory job computes: as many as fit in about ``target_seconds`` of predicted
     work (``per_point_s`` each; at least one point per batch). A limit's own work (0.1-5 s)
     is often below the ~1 s a job spends starting Python and importing scipy."""
-    batches: list[list[Any]] = []
-    work = 0.0
-    for point in points:
-        seconds = rule_cost(point, "theory")["per_point_s"]
-        if batches and work + seconds <= target_seconds:
-            batches[-1].append(point)
-            work += seconds
-        else:
-            batches.append([point])
-            work = seconds
-    return batches
+    return _pack(points, lambda point: rule_cost(point, "theory")["per_point_s"], target_seconds)
 
 
 def predict_theory(points: Sequence[Any]) -> tuple[float, float]:

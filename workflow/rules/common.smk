@@ -53,13 +53,19 @@ def study_replicates(wildcards):
     return count
 
 
-def _shard_batch(wildcards):
+def _lookup(batches, wildcards, what):
+    """Batch ``wildcards.batch`` of ``wildcards.study`` in ``batches`` (SHARD_BATCHES or
+    THEORY_BATCHES), or a WorkflowError naming ``what``."""
     try:
-        return SHARD_BATCHES[wildcards.study][int(wildcards.batch)]
+        return batches[wildcards.study][int(wildcards.batch)]
     except (KeyError, IndexError):
         raise WorkflowError(
-            f"no batch of shards {wildcards.batch} in study {wildcards.study} of this config"
+            f"no {what} {wildcards.batch} in study {wildcards.study} of this config"
         ) from None
+
+
+def _shard_batch(wildcards):
+    return _lookup(SHARD_BATCHES, wildcards, "batch of shards")
 
 
 def _shard_file(study, batch, stage, point, shard):
@@ -117,12 +123,7 @@ def study_downstream_files(wildcards):
 
 
 def _batch(wildcards):
-    try:
-        return THEORY_BATCHES[wildcards.study][int(wildcards.batch)]
-    except (KeyError, IndexError):
-        raise WorkflowError(
-            f"no theory batch {wildcards.batch} in study {wildcards.study} of this config"
-        ) from None
+    return _lookup(THEORY_BATCHES, wildcards, "theory batch")
 
 
 def _limit_file(study, batch, point):
