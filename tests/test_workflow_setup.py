@@ -28,6 +28,39 @@ def test_dry_run_and_lint_are_clean(tmp_path):
     assert lint.returncode == 0 and "Lints for" not in text, text
 
 
+def test_every_job_outranks_the_jobs_that_read_its_output(tmp_path):
+    """Scheduling: each rule takes its priority from common.smk's PRIORITY, and along every
+    edge of the rule graph (the paper study has every rule: shard stages, limits, sweeps,
+    figures, errata) the producer's priority is higher than its consumer's, so that among
+    the jobs ready at once Snakemake runs the ones with a chain still ahead first and the
+    figures last. The provenance record (a quick job nothing waits for) outranks all."""
+    import ast
+
+    common = (ROOT / "workflow" / "rules" / "common.smk").read_text()
+    literal = re.search(r"^PRIORITY = (\{.*?^\})", common, flags=re.M | re.S)
+    assert literal, "no PRIORITY mapping in workflow/rules/common.smk"
+    priority = ast.literal_eval(literal.group(1))
+    declared = {}
+    for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
+        for name, body in re.findall(r"^rule (\w+):\n((?:    .*\n|\n)*)", smk.read_text(), re.M):
+            declared[name] = re.search(r"^    priority: PRIORITY\[\"(\w+)\"\]", body, re.M)
+    graph = snakemake(
+        tmp_path, "--rulegraph", "--configfile", str(ROOT / "config" / "paper.yaml")
+    ).stdout
+    names = dict(re.findall(r"^\s*(\d+)\[label = \"(\w+)\"", graph, flags=re.M))
+    edges = [(names[a], names[b]) for a, b in re.findall(r"^\s*(\d+) -> (\d+)", graph, re.M)]
+    rules = set(names.values()) - {"all"}
+    assert {"simulate", "theory", "sweep", "plot", "plot_sweep", "errata"} <= rules, rules
+    for rule in rules:
+        found = declared.get(rule)
+        assert found and found.group(1) == rule, f"rule {rule} has no priority: PRIORITY[{rule!r}]"
+    assert set(priority) == rules, sorted(set(priority) ^ rules)
+    for producer, consumer in edges:
+        if consumer != "all":
+            assert priority[producer] > priority[consumer], (producer, consumer, priority)
+    assert priority["provenance"] == max(priority.values())
+
+
 def test_default_profile_is_applied_from_any_working_directory(tmp_path):
     """Snakemake finds profiles/default beside the Snakefile: rerun-incomplete, all cores
     and one thread per job apply to a plain `snakemake` run, from the project root or

@@ -1,4 +1,5 @@
 rule align:
+    priority: PRIORITY["align"]
     input:
         f"{SHARDS}/pretrain",
     output:

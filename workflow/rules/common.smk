@@ -286,6 +286,27 @@ def _need(rule, wildcards):
     return predict(points[0], rule, sum(p.replicates for p in points))
 
 
+#: Scheduling priority of each rule's jobs (Snakemake's ``priority``: among the jobs ready
+#: at once, the higher first): the longest chain still ahead first (a shard batch's four
+#: stages, the limits, the aggregation), the figures and tables last, so that a figure never
+#: holds a core while a study's chain waits behind it (without priorities Snakemake prefers
+#: the jobs with the largest inputs: the figures). The provenance record, a quick job that
+#: nothing waits for, goes first rather than lengthen the run's tail.
+PRIORITY = {
+    "provenance": 70,
+    "simulate": 60,
+    "pretrain": 50,
+    "theory": 45,
+    "align": 40,
+    "downstream": 30,
+    "risk": 20,
+    "sweep": 20,
+    "plot": 10,
+    "plot_sweep": 10,
+    "errata": 5,
+}
+
+
 def runtime_minutes(rule):
     def runtime(wildcards, attempt):
         seconds, _ = _need(rule, wildcards)

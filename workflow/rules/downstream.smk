@@ -1,4 +1,5 @@
 rule downstream:
+    priority: PRIORITY["downstream"]
     input:
         align=f"{SHARDS}/align",
         simulate=f"{SHARDS}/simulate",

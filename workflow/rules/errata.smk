@@ -4,6 +4,7 @@
 
 
 rule errata:
+    priority: PRIORITY["errata"]
     input:
         risk=[f"results/{s}/risk.nc" for s in POINTS if not is_sweep(s)],
         theory=[f"results/{s}/theory.nc" for s in POINTS if not is_sweep(s)],

@@ -3,6 +3,7 @@
 
 
 rule plot:
+    priority: PRIORITY["plot"]
     input:
         risk="results/{study}/risk.nc",
         theory="results/{study}/theory.nc",
@@ -42,6 +43,7 @@ rule figures:
 # Versions and configuration, for the report (rerun when a version or the config changes:
 # they are its params).
 rule provenance:
+    priority: PRIORITY["provenance"]
     output:
         report("results/provenance.yaml", caption="../report/provenance.rst", category="Provenance"),
     params:

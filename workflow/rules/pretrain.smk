@@ -1,4 +1,5 @@
 rule pretrain:
+    priority: PRIORITY["pretrain"]
     input:
         f"{SHARDS}/simulate",
     output:

@@ -1,4 +1,5 @@
 rule risk:
+    priority: PRIORITY["risk"]
     input:
         downstream=study_shards("downstream"),
         theory=study_theory,

@@ -2,6 +2,7 @@
 
 
 rule simulate:
+    priority: PRIORITY["simulate"]
     output:
         directory(f"{SHARDS}/simulate"),
     params:

@@ -2,6 +2,7 @@
 
 
 rule sweep:
+    priority: PRIORITY["sweep"]
     input:
         theory=study_theory,
     output:
@@ -27,6 +28,7 @@ rule sweep:
 
 
 rule plot_sweep:
+    priority: PRIORITY["plot_sweep"]
     input:
         "results/{study}/sweep.nc",
     output:

@@ -3,6 +3,7 @@
 
 
 rule theory:
+    priority: PRIORITY["theory"]
     output:
         directory(LIMITS),
     params:
