@@ -26,10 +26,12 @@ def test_benchmark_quick_mode_writes_its_table_and_figure(tmp_path):
     assert {"factor", "gmm (EM)", "multitask (erm)"} <= cases and any(
         "spectral" in c for c in cases
     )
-    assert {"naive", "raw", "exact", "floor"} == {r["path"] for r in rows}
+    assert {"naive", "raw", "exact", "floor", "required"} == {r["path"] for r in rows}
+    assert {r["case"] for r in rows if r["path"] == "required"} == {"factor"}
     assert all(float(r["replicates_per_s"]) > 0 for r in rows)
     assert (tmp_path / "bench.png").stat().st_size > 10_000
     assert "exact/floor" in res.stdout and "raw/naive" in res.stdout
+    assert "exact/required" in res.stdout and "required/floor" in res.stdout
     with open(tmp_path / "startup.csv") as fh:
         jobs = list(csv.DictReader(fh))
     assert {j["stage"] for j in jobs} == {
