@@ -43,6 +43,35 @@ def test_errata_rejects_the_printed_factor_form_and_accepts_ours(factor_study):
     np.testing.assert_allclose(row.mc_mean, risk["mean_m_rep"].values[0])
 
 
+def test_errata_uses_the_summaries_replicates_and_scipys_ks_distance(factor_study):
+    """The errata's KS distances are scipy.stats.kstest's statistic, computed without
+    importing scipy.stats (the job's heaviest import); its replicates are those the study's
+    summaries use: under ``flagged: drop`` the unflagged ones, with the critical value
+    risk.nc stores for them."""
+    from scipy import stats
+
+    from twostage.gchisq import GeneralizedChiSquare
+
+    risk, th = factor_study
+    x = risk["m_rep"].values[0]
+    (row,) = errata([(risk, th)]).itertuples()
+    for role, var in (("corrected", "closed_form_corrected"), ("numerical", "limit_weights")):
+        law = GeneralizedChiSquare(th[var].values[0])
+        assert getattr(row, f"ks_{role}") == stats.kstest(x, law.cdf).statistic
+    assert row.ks_critical_01 == float(risk["ks_critical_01"][0]) == stats.kstwo.ppf(0.99, 600)
+
+    dropped = risk.copy(deep=True)
+    dropped.attrs["flagged"] = "drop"
+    dropped["flagged"].values[0, :150] = True  # as if 150 replicates had been flagged
+    dropped["ks_critical_01"].values[0] = stats.kstwo.ppf(0.99, 450)  # as summarise stores
+    (row,) = errata([(dropped, th)]).itertuples()
+    kept = x[150:]
+    law = GeneralizedChiSquare(th["closed_form_corrected"].values[0])
+    assert row.replicates == 450 and row.mc_mean == pytest.approx(kept.mean(), rel=1e-12)
+    assert row.ks_corrected == stats.kstest(kept, law.cdf).statistic
+    assert row.ks_critical_01 == stats.kstwo.ppf(0.99, 450)
+
+
 def test_errata_sets_values_read_off_a_figure_against_our_limit():
     sw = xr.Dataset(
         {"mean_L2": ("point", [1.0, 2.0, 4.0])},

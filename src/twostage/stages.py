@@ -340,18 +340,26 @@ def ks_test(sample: np.ndarray, law: Any) -> tuple[float, float, np.ndarray]:
     return float(res.statistic), float(res.pvalue), law.cdf(np.sort(sample))
 
 
+def ks_distance(cdf_sorted: np.ndarray) -> float:
+    """The one-sample KS distance ``sup |F_r - F|`` of a sample, given the law's CDF ``F``
+    at the sorted sample: ``max_i max(i/r - F_(i), F_(i) - (i-1)/r)``, the arithmetic of
+    ``scipy.stats.kstest`` (the same value, without importing ``scipy.stats``)."""
+    r = len(cdf_sorted)
+    return float(
+        max(np.max(np.arange(1, r + 1) / r - cdf_sorted), np.max(cdf_sorted - np.arange(r) / r))
+    )
+
+
 def _ks_bootstrap_se(sample: np.ndarray, law: Any, rng: np.random.Generator, b: int) -> float:
     """Bootstrap standard error of the KS distance (the law's CDF is evaluated once)."""
     if b == 0:
         return float("nan")
     cdf = law.cdf(sample)
     r = len(sample)
-    upper, lower = np.arange(1, r + 1) / r, np.arange(r) / r
     values = np.empty(b)
     for i in range(b):
         idx = rng.integers(0, r, r)
-        f = np.sort(cdf[idx])  # the CDF is monotone: sorting values sorts the CDF
-        values[i] = max(np.max(upper - f), np.max(f - lower))
+        values[i] = ks_distance(np.sort(cdf[idx]))  # the CDF is monotone: this sorts it
     return float(values.std(ddof=1))
 
 

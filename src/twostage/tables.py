@@ -83,7 +83,9 @@ def errata(mc: Any, sweeps: Any = (), references: Any = None) -> Any:
     """The errata table: for every closed form a case declares as printed by the paper
     (``Outputs.errata``), at the largest m of each Monte Carlo study of that case, the
     printed, corrected and numerical means, the Monte Carlo mean ± s.e., the KS distance of
-    the Monte Carlo to each law (with the 1% critical value) and a verdict; and for every
+    the Monte Carlo to each law (with the 1% critical value) and a verdict, over the
+    replicates the study's summaries use (the unflagged ones under ``flagged: drop``) and
+    with ``risk.nc``'s critical value for them; and for every
     theory-only study with values read off the paper's figure (its ``reference``), the
     paper's value against our numerical limit at the same x.
 
@@ -101,20 +103,24 @@ def errata(mc: Any, sweeps: Any = (), references: Any = None) -> Any:
     """
     import numpy as np
     import pandas as pd
-    from scipy import stats
 
     from .cases import get_case
     from .gchisq import GeneralizedChiSquare
-    from .stages import ks_test, mc_se
+    from .stages import ks_distance, mc_se
 
     rows = []
     for risk, th in mc:
         case = get_case(str(risk.attrs["case"]))
         i = int(np.argmax(risk["m"].values))
+        # the replicates the study's summaries use (all, or the unflagged ones under
+        # ``flagged: drop``), and their 1% critical value, as risk.nc stores them
+        used = np.ones(risk.sizes["replicate"], bool)
+        if risk.attrs.get("flagged") == "drop":
+            used = ~risk["flagged"].values[i].astype(bool)
+        crit = float(risk["ks_critical_01"].values[i])
         for e in case.outputs.errata:
-            x = np.asarray(risk[e.monte_carlo].values[i], dtype=float)
+            x = np.asarray(risk[e.monte_carlo].values[i], dtype=float)[used]
             r = len(x)
-            crit = float(stats.kstwo.ppf(0.99, r))
             row = {
                 "study": risk.attrs.get("study"),
                 "quantity": e.label,
@@ -140,7 +146,7 @@ def errata(mc: Any, sweeps: Any = (), references: Any = None) -> Any:
                         f"{role} mean {'rejected' if abs(z) > 4 else 'consistent'} (z = {z:.1f})"
                     )
                 else:
-                    ks = ks_test(x, GeneralizedChiSquare(weights))[0]
+                    ks = ks_distance(GeneralizedChiSquare(weights).cdf(np.sort(x)))
                     row[f"ks_{role}"] = ks
                     verdicts.append(f"{role} {'rejected' if ks > crit else 'consistent'}")
             row["verdict"] = "; ".join(verdicts)
