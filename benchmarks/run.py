@@ -107,61 +107,28 @@ def factor_naive(m: int, n: int, reps: int) -> Callable[[], object]:
     return run
 
 
-def factor_floor(m: int, n: int, reps: int) -> Callable[[], object]:
-    """Two batched Bartlett draws of W_d(Sigma_x, .) (one generator; Sigma_x = A A^T + I
-    with the model's factor strengths, so the eigendecomposition sees the model's
-    spectrum), the products, a batched eigh and the k x k solves of the risk."""
+def _factor_chain(m: int, n: int, reps: int, draw: Callable, contract: bool) -> Callable:
+    """The factor model's batched linear algebra on ``reps`` replicates: two Bartlett draws
+    of W_d(Sigma_x, .) (Sigma_x = A A^T + I with the model's factor strengths, so the
+    eigendecomposition sees the model's spectrum; ``draw(size, stage, d, lower)`` gives the
+    chi-squares (reps, d) and the normals below the diagonal (reps, lower)), the products, a
+    batched eigh and the k x k solve of the head; with ``contract``, also the aligned twin's
+    risk (a k x k Procrustes SVD, then the same k x k solve) and the downstream-only
+    baseline (one batched d x d solve)."""
     d, k = FACTOR["d"], FACTOR["k"]
-    rng = np.random.default_rng(0)
     rows, cols = np.tril_indices(d, -1)
-    a_star = np.linalg.qr(rng.standard_normal((d, k)))[0] * np.sqrt(FACTOR["factor_strengths"])
-    chol = np.linalg.cholesky(a_star @ a_star.T + np.eye(d))
-
-    def wishart(size):
-        a = np.zeros((reps, d, d))
-        a[:, np.arange(d), np.arange(d)] = np.sqrt(rng.chisquare(size - np.arange(d), (reps, d)))
-        a[:, rows, cols] = rng.standard_normal((reps, len(rows)))
-        a = chol @ a
-        return a @ np.swapaxes(a, -1, -2) / size
-
-    def run():
-        s_m, s_n = wishart(m), wishart(n)
-        _, v = np.linalg.eigh(s_m)
-        f = np.swapaxes(v[..., -k:], -1, -2)
-        sig = f @ s_n @ np.swapaxes(f, -1, -2)
-        np.linalg.solve(sig, f @ s_n[..., :1])
-
-    return run
-
-
-def factor_required(m: int, n: int, reps: int) -> Callable[[], object]:
-    """The floor plus only the work the project's contract adds to it: each replicate
-    draws from its own stream (a generator per replicate and stage, keyed as
-    :func:`twostage.seeding.stream` keys them: the price of results independent of shards
-    and cores), the aligned twin's risk (a k x k Procrustes SVD, then the same k x k
-    solve) and the downstream-only baseline (one batched d x d solve). ``required / floor``
-    (in replicates per second) is the best c/d any implementation of the contract could
-    reach."""
-    from twostage.seeding import stream
-
-    d, k = FACTOR["d"], FACTOR["k"]
-    rng = np.random.default_rng(0)
-    rows, cols = np.tril_indices(d, -1)
-    a_star = np.linalg.qr(rng.standard_normal((d, k)))[0] * np.sqrt(FACTOR["factor_strengths"])
+    a = np.linalg.qr(np.random.default_rng(0).standard_normal((d, k)))[0]
+    a_star = a * np.sqrt(FACTOR["factor_strengths"])
     sigma_x = a_star @ a_star.T + np.eye(d)
     chol = np.linalg.cholesky(sigma_x)
 
     def wishart(size, stage):
-        chi, normal = np.empty((reps, d)), np.empty((reps, len(rows)))
-        for i in range(reps):
-            g = stream(stage, i, range(8), 1)
-            chi[i] = g.chisquare(size - np.arange(d))
-            normal[i] = g.standard_normal(len(rows))
-        a = np.zeros((reps, d, d))
-        a[:, np.arange(d), np.arange(d)] = np.sqrt(chi)
-        a[:, rows, cols] = normal
-        a = chol @ a
-        return a @ np.swapaxes(a, -1, -2) / size
+        chi, normal = draw(size, stage, d, len(rows))
+        b = np.zeros((reps, d, d))
+        b[:, np.arange(d), np.arange(d)] = np.sqrt(chi)
+        b[:, rows, cols] = normal
+        b = chol @ b
+        return b @ np.swapaxes(b, -1, -2) / size
 
     def head(f, s_n):
         sig = f @ s_n @ np.swapaxes(f, -1, -2)
@@ -172,11 +139,43 @@ def factor_required(m: int, n: int, reps: int) -> Callable[[], object]:
         _, v = np.linalg.eigh(s_m)
         f = np.swapaxes(v[..., -k:], -1, -2)
         head(f, s_n)
-        u, _, vt = np.linalg.svd(f @ a_star)
-        head(np.swapaxes(u @ vt, -1, -2) @ f, s_n)
-        np.einsum("rii->r", np.linalg.solve(s_n, np.broadcast_to(sigma_x, s_n.shape)))
+        if contract:
+            u, _, vt = np.linalg.svd(f @ a_star)
+            head(np.swapaxes(u @ vt, -1, -2) @ f, s_n)
+            np.einsum("rii->r", np.linalg.solve(s_n, np.broadcast_to(sigma_x, s_n.shape)))
 
     return run
+
+
+def factor_floor(m: int, n: int, reps: int) -> Callable[[], object]:
+    """:func:`_factor_chain` with every draw from one generator, batched: the linear algebra
+    the estimator and the head cannot avoid."""
+    rng = np.random.default_rng(1)
+
+    def draw(size, stage, d, lower):
+        return rng.chisquare(size - np.arange(d), (reps, d)), rng.standard_normal((reps, lower))
+
+    return _factor_chain(m, n, reps, draw, contract=False)
+
+
+def factor_required(m: int, n: int, reps: int) -> Callable[[], object]:
+    """The floor plus only the work the project's contract adds to it: each replicate
+    draws from its own stream (a generator per replicate and stage, keyed as
+    :func:`twostage.seeding.stream` keys them: the price of results independent of shards
+    and cores), the aligned twin's risk and the downstream-only baseline
+    (:func:`_factor_chain` with ``contract``). ``required / floor`` (in replicates per
+    second) is the best c/d any implementation of the contract could reach."""
+    from twostage.seeding import stream
+
+    def draw(size, stage, d, lower):
+        chi, normal = np.empty((reps, d)), np.empty((reps, lower))
+        for i in range(reps):
+            g = stream(stage, i, range(8), 1)
+            chi[i] = g.chisquare(size - np.arange(d))
+            normal[i] = g.standard_normal(lower)
+        return chi, normal
+
+    return _factor_chain(m, n, reps, draw, contract=True)
 
 
 def bench_factor(ms: list[int], reps: int, naive_reps: int) -> list[dict]:
